@@ -1,0 +1,1 @@
+"""Humans: body model, motion, appearance, Gaussian avatars bound to the body."""

@@ -1,0 +1,1 @@
+"""The video model: AMG-conditioned UNet, LoRA, data, training loop, sampling pipeline, guidance, metrics."""

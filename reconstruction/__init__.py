@@ -1,0 +1,1 @@
+"""Video -> people: 2D pose, tracking, SMPL fitting, importers and captioning."""
