@@ -1,0 +1,63 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from avatars.appearance import color_from_words, parse_appearance
+
+PAPER_WOMAN = ("A woman wearing a bright yellow dress with a fitted bodice and a flared skirt, sleeveless, "
+               "flowing just above her knees")
+PAPER_MAN = "A man wearing a white dress shirt and dark pants"
+
+
+def hue_is(rgb, name):
+    r, g, b = rgb
+    return {"yellow": r > 0.8 and g > 0.7 and b < 0.35, "white": min(rgb) > 0.9,
+            "dark": max(rgb) < 0.35, "blue": b > r and b > g}[name]
+
+
+def test_paper_prompts():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = parse_appearance(PAPER_WOMAN)
+    assert w.gender == "female" and w.hair_length == "long"
+    d = w.garments["dress"]
+    assert hue_is(d.color, "yellow") and d.sleeves == "none" and d.length == "above_knee"
+    assert "top" not in w.garments and "bottom" not in w.garments
+    m = parse_appearance(PAPER_MAN)
+    assert m.gender == "male" and m.hair_length == "short"
+    assert m.garments["top"].name == "dress shirt" and hue_is(m.garments["top"].color, "white")
+    assert m.garments["top"].sleeves == "long" and "dress" not in m.garments
+    assert hue_is(m.garments["bottom"].color, "dark") and m.garments["bottom"].length == "ankle"
+    assert "shoes" in m.garments
+
+
+def test_colours_and_modifiers():
+    assert color_from_words(["red"]) == (1.0, 0.0, 0.0)
+    assert color_from_words(["light", "blue"]) == pytest.approx((173 / 255, 216 / 255, 230 / 255))  # CSS lightblue
+    dark_green = color_from_words(["dark", "green"])
+    assert max(dark_green) < 0.45 and dark_green[1] == max(dark_green)
+    bright = color_from_words(["bright", "yellow"])
+    assert hue_is(bright, "yellow")
+    assert color_from_words(["dark"]) is not None and max(color_from_words(["dark"])) < 0.35
+    assert color_from_words(["wearing"]) is None
+
+
+def test_sleeves_hems_hair_and_defaults():
+    a = parse_appearance("a girl with long blonde hair in a light blue t-shirt, denim shorts and white sneakers")
+    assert a.hair_length == "long" and a.hair_color[0] > 0.8
+    assert a.garments["top"].sleeves == "short" and hue_is(a.garments["top"].color, "blue")
+    assert a.garments["bottom"].name == "shorts" and a.garments["shoes"].name == "sneakers"
+    b = parse_appearance("a short-sleeved red shirt and a black mini skirt, a bald man", seed=3)
+    assert b.garments["top"].sleeves == "short" and b.garments["bottom"].length == "mini"
+    assert b.hair_length == "bald"
+    c = parse_appearance("a man")  # nothing said: still dressed
+    assert {"top", "bottom", "shoes"} <= set(c.garments)
+
+
+def test_deterministic_and_unknown_words_warn():
+    a1 = parse_appearance("a person", seed=5)
+    a2 = parse_appearance("a person", seed=5)
+    assert a1 == a2
+    with pytest.warns(UserWarning, match="zorblax"):
+        parse_appearance("a man in a zorblax shirt")
