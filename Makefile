@@ -22,7 +22,7 @@ $(STAMP): requirements.lock setup.cfg
 	touch $@
 
 demo: setup
-	$(BIN)/python -m amg.demo
+	$(BIN)/python -m amg.generate
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 tests

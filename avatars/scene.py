@@ -34,7 +34,7 @@ from render.gaussian import Gaussians, rasterize
 from .gaussians import GaussianAvatar
 from .motion import Motion
 
-__all__ = ["Person", "SceneRender", "render_scene", "save_scene", "CONDITIONS"]
+__all__ = ["Person", "SceneRender", "render_scene", "save_scene", "CONDITIONS", "colorize_ids", "colorize_depth", "flow_to_rgb"]
 
 CONDITIONS = ("avatar", "depth", "mask", "bbox3d", "levitor", "flow", "traj")
 
@@ -211,9 +211,9 @@ def save_scene(res: SceneRender, directory: str | Path, fps: float | None = None
     # contact sheet: a row of frames per output a person looks at
     rows, names = [res.rgb], ["avatar"]
     if "mask" in conditions:
-        rows.append(_colorize_ids(res.mask)); names.append("mask")
+        rows.append(colorize_ids(res.mask)); names.append("mask")
     if "depth" in conditions:
-        rows.append(_colorize_depth(res.depth)); names.append("depth")
+        rows.append(colorize_depth(res.depth)); names.append("depth")
     for key, frames in (("bbox3d", lambda: c["bbox3d"]["frames"]), ("traj", lambda: c["traj"]["frames"]),
                         ("flow", lambda: flow_to_rgb(c["flow"]["flow"]))):
         if key in c:
@@ -230,11 +230,11 @@ _ID_COLORS = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [
                        [70, 240, 240], [240, 50, 230], [210, 245, 60]], np.uint8)
 
 
-def _colorize_ids(mask: np.ndarray) -> np.ndarray:
+def colorize_ids(mask: np.ndarray) -> np.ndarray:
     return _ID_COLORS[np.where(mask > 0, (mask - 1) % (len(_ID_COLORS) - 1) + 1, 0)]
 
 
-def _colorize_depth(depth: np.ndarray) -> np.ndarray:
+def colorize_depth(depth: np.ndarray) -> np.ndarray:
     valid = depth > 0
     if not valid.any():
         return np.zeros((*depth.shape, 3), np.uint8)
