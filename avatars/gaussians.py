@@ -558,7 +558,7 @@ def load_ply(path: str | Path) -> Gaussians:
     """Read a 3DGS PLY (binary little-endian, float properties) into :class:`Gaussians`.
 
     Opacities come back through a sigmoid, scales through exp, colours as SH coefficients ``(N,K,3)``
-    (``K=1`` when there is no ``f_rest``), quaternions normalised.
+    (``K=1`` when there is no ``f_rest``), quaternions as stored (3DGS files may hold unnormalised ones).
     """
     path = Path(path)
     if not path.is_file():
@@ -597,7 +597,6 @@ def load_ply(path: str | Path) -> Gaussians:
         sh = torch.cat([dc[:, None], rest], 1)
     else:
         sh = dc[:, None]
-    q = torch.stack([col[f"rot_{i}"] for i in range(4)], -1)
-    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    q = torch.stack([col[f"rot_{i}"] for i in range(4)], -1)  # as stored: the rasterizer normalises
     return Gaussians(means, q, torch.exp(torch.stack([col[f"scale_{i}"] for i in range(3)], -1)),
                      torch.sigmoid(col["opacity"]), sh)
