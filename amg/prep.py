@@ -1,0 +1,269 @@
+"""Training data for AMG: videos -> clips -> tracks -> captions -> avatars -> aligned avatar renders -> manifest.
+
+    python -m amg.prep video=data/raw/dance.mp4
+    python -m amg.prep 'video=data/raw/*.mp4' out_dir=data/prep
+    python -m amg.prep --multirun 'video=data/raw/a.mp4,data/raw/b.mp4' hydra/launcher=joblib
+    python -m amg.prep --multirun 'video=data/raw/*.mp4' num_shards=8 'shard=range(8)' hydra/launcher=submitit_slurm
+
+Each clip lives in ``out_dir/clips/<video-key>/<clip>/`` and every stage writes its files atomically and then a
+done-marker holding the key of its inputs and config; a rerun (after a crash, ``kill -9``, or with more videos)
+skips what is done and redoes what changed. A clip that fails is recorded with its stage and reason and the run
+goes on. Each job writes its own ``manifests/<job>.jsonl`` (shards never write the same file; ``amg.train``
+reads a manifest file or the whole ``manifests/`` folder) and ``summaries/<job>.json``; a single job also
+writes the merged ``manifest.jsonl``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig
+from tqdm.auto import tqdm
+
+from avatars.motion import Motion
+from avatars.scene import Person, render_scene, save_scene
+from render.camera import CameraPath
+from render.errors import AmgError
+from render.io import atomic_path, read_json, write_json, write_meta
+from render.video import write_video
+
+from .build import build_body, config_dict, report_errors
+
+log = logging.getLogger("amg.prep")
+
+STAGES = ("clips", "tracks", "captions", "avatars", "render")
+
+
+def list_videos(pattern, shard: int = 0, num_shards: int = 1) -> list[Path]:
+    """Videos matched by a path, a glob or a list of them, sorted; this shard's share (every n-th)."""
+    pats = list(pattern) if isinstance(pattern, (list, tuple, ListConfig)) else [pattern]
+    files: list[Path] = []
+    for p in pats:
+        p = str(p)
+        hits = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+        if not hits:
+            raise AmgError(f"video={p}: matched no file")
+        for h in hits:
+            if not Path(h).is_file():
+                raise AmgError(f"video={h}: no such file")
+            files.append(Path(h).resolve())
+    files = sorted(set(files))
+    if not 0 <= shard < num_shards:
+        raise AmgError(f"shard={shard}: expected 0 <= shard < num_shards={num_shards}")
+    return files[shard::num_shards]
+
+
+def video_key(path: Path) -> str:
+    """A folder name for a video: its stem and a hash of its absolute path, size and modification time."""
+    st = path.stat()
+    h = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
+    return f"{path.stem}-{h}"
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ClipStages:
+    """Done-markers of one clip's stages: ``.done/<stage>.json`` = {key, outputs}."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.marks = directory / ".done"
+
+    def done(self, stage: str, key: str) -> bool:
+        f = self.marks / f"{stage}.json"
+        if not f.is_file():
+            return False
+        try:
+            mark = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            return False
+        return mark.get("key") == key and all((self.dir / o).is_file() for o in mark.get("outputs", []))
+
+    def mark(self, stage: str, key: str, outputs: list[str]) -> None:
+        write_json(self.marks / f"{stage}.json", {"key": key, "outputs": sorted(outputs)})
+
+
+def _save_motions(path: Path, motions: list[Motion], track_ids: list[int]) -> None:
+    arrays = {"track_ids": np.asarray(track_ids, np.int64)}
+    for i, m in enumerate(motions):
+        arrays[f"fps_{i}"] = np.float64(m.fps)
+        arrays[f"betas_{i}"] = m.betas.detach().numpy()
+        arrays[f"global_orient_{i}"] = m.global_orient.detach().numpy()
+        arrays[f"body_pose_{i}"] = m.body_pose.detach().numpy()
+        arrays[f"transl_{i}"] = m.transl.detach().numpy()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def _load_motions(path: Path) -> tuple[list[Motion], list[int]]:
+    d = np.load(path)
+    ids = [int(t) for t in d["track_ids"]]
+    motions = [Motion(fps=float(d[f"fps_{i}"]), betas=torch.as_tensor(d[f"betas_{i}"]),
+                      global_orient=torch.as_tensor(d[f"global_orient_{i}"]),
+                      body_pose=torch.as_tensor(d[f"body_pose_{i}"]), transl=torch.as_tensor(d[f"transl_{i}"]))
+               for i in range(len(ids))]
+    return motions, ids
+
+
+def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str) -> dict:
+    """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
+    from avatars.gaussians import GaussianAvatar
+    from reconstruction import extract_people
+
+    stages = ClipStages(clip_dir)
+    k_clip = _key(base_key, "clip", clip.source_frames.tolist())
+    if not stages.done("clips", k_clip):
+        write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
+        CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
+        stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
+
+    k_tracks = _key(k_clip, config_dict(cfg.reconstruction))
+    if not stages.done("tracks", k_tracks):
+        res = extract_people(clip.frames, clip.fps, camera=clip.camera, **dict(cfg.reconstruction))
+        if not res.motions:
+            raise AmgError(f"no person tracked through the clip ({'; '.join(res.flags) or 'none detected'})")
+        _save_motions(clip_dir / "tracks.npz", res.motions, list(res.track_ids))
+        res.cameras.save(clip_dir / "cameras.json")
+        with atomic_path(clip_dir / "keypoints.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"track_{t}": k for t, k in zip(res.track_ids, res.keypoints)})
+        write_json(clip_dir / "tracks.json", {"track_ids": list(map(int, res.track_ids)), "flags": list(res.flags),
+                                              "residuals": res.residuals})
+        stages.mark("tracks", k_tracks, ["tracks.npz", "cameras.json", "keypoints.npz", "tracks.json"])
+    motions, track_ids = _load_motions(clip_dir / "tracks.npz")
+    cameras = CameraPath.load(clip_dir / "cameras.json")
+    keypoints = np.load(clip_dir / "keypoints.npz")
+
+    k_cap = _key(k_tracks, cfg.captioner.name)
+    if not stages.done("captions", k_cap):
+        kp = [keypoints[f"track_{t}"] for t in track_ids]
+        appearance = [captioner.appearance(clip.frames, k) for k in kp]
+        scene = captioner.scene(clip.frames)
+        write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})
+        stages.mark("captions", k_cap, ["captions.json"])
+    captions = read_json(clip_dir / "captions.json")
+
+    k_render = _key(k_cap, config_dict(cfg.avatar), list(cfg.conditions))
+    if not stages.done("render", k_render):
+        avatars = [GaussianAvatar.from_body(body, appearance=text, num_gaussians=int(cfg.avatar.num_gaussians),
+                                            seed=int(cfg.avatar.seed) + i, betas=m.betas[: body.num_betas])
+                   for i, (text, m) in enumerate(zip(captions["appearance"], motions))]
+        people = [Person(a, m, name=f"track{t}") for a, m, t in zip(avatars, motions, track_ids)]
+        res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
+                           seed=int(cfg.seed), progress=False)
+        written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
+        stages.mark("render", k_render, [p.name for p in written.values()])
+    record = {"video": str((clip_dir / "clip.mp4").relative_to(Path(cfg.out_dir).resolve())),
+              "avatar": str((clip_dir / "avatar.mp4").relative_to(Path(cfg.out_dir).resolve())),
+              "caption": captions["scene"], "frames": [0, len(clip.frames)], "fps": clip.fps,
+              "appearance": captions["appearance"], "people": len(motions)}
+    write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
+               seed=int(cfg.seed), record=record)
+    return record
+
+
+def build_captioner(cfg: DictConfig):
+    from reconstruction.caption import AttributeCaptioner, LlavaCaptioner
+
+    if cfg.name == "attribute":
+        return AttributeCaptioner()
+    if cfg.name == "llava":
+        if not cfg.get("path"):
+            raise AmgError("captioner.path: expected a local LLaVA folder for captioner=llava")
+        return LlavaCaptioner(str(cfg.path))
+    raise AmgError(f"captioner={cfg.name}: expected attribute or llava")
+
+
+def run(cfg: DictConfig, job: str) -> dict:
+    """Process this job's share of the videos; returns the summary."""
+    from reconstruction.video import prepare_clips
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out_dir).resolve()
+    videos = list_videos(cfg.video, int(cfg.shard), int(cfg.num_shards))
+    body = build_body(cfg.body)
+    captioner = build_captioner(cfg.captioner)
+    records, failures = [], []
+    for video in tqdm(videos, desc="videos", disable=not cfg.progress):
+        vkey = video_key(video)
+        base_key = _key(vkey, config_dict(cfg.clips))
+        try:
+            clips = prepare_clips(video, **dict(cfg.clips))
+        except AmgError as e:
+            failures.append({"video": str(video), "clip": None, "stage": "clips", "reason": str(e)})
+            continue
+        for ci, clip in enumerate(tqdm(clips, desc=video.name, leave=False, disable=not cfg.progress)):
+            clip_dir = out / "clips" / vkey / f"{ci:03d}"
+            try:
+                records.append(process_clip(clip, clip_dir, cfg, body, captioner, base_key))
+            except AmgError as e:
+                failures.append({"video": str(video), "clip": ci, "stage": "clip", "reason": str(e)})
+            except Exception as e:  # a bug or a library failure on one clip must not stop the run
+                failures.append({"video": str(video), "clip": ci, "stage": "clip",
+                                 "reason": f"{type(e).__name__}: {e}",
+                                 "traceback": traceback.format_exc(limit=3)})
+    manifest = out / "manifests" / f"{job}.jsonl"
+    with atomic_path(manifest) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    reasons: dict[str, int] = {}
+    for f in failures:
+        reasons[f["reason"].split(":")[0][:80]] = reasons.get(f["reason"].split(":")[0][:80], 0) + 1
+    summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
+               "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(out / "summaries" / f"{job}.json", summary)
+    if int(cfg.num_shards) == 1 and not _is_multirun():
+        merge_manifests(out)
+    print(f"prep {job}: {len(records)} clips kept, {len(failures)} dropped"
+          + (f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})" if reasons else "")
+          + f"; manifest {manifest}")
+    return summary
+
+
+def merge_manifests(out_dir: str | Path) -> Path:
+    """Concatenate ``out_dir/manifests/*.jsonl`` into ``out_dir/manifest.jsonl`` (atomically)."""
+    out = Path(out_dir)
+    lines = []
+    for f in sorted((out / "manifests").glob("*.jsonl")):
+        lines += [ln for ln in f.read_text().splitlines() if ln.strip()]
+    with atomic_path(out / "manifest.jsonl") as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+    return out / "manifest.jsonl"
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode.name == "MULTIRUN"
+    except ValueError:
+        return False
+
+
+def _job_name(cfg: DictConfig) -> str:
+    if int(cfg.num_shards) > 1:
+        return f"shard-{int(cfg.shard):04d}-of-{int(cfg.num_shards):04d}"
+    v = cfg.video
+    text = json.dumps(list(v) if isinstance(v, ListConfig) else str(v))
+    return f"job-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+@hydra.main(config_path="../conf", config_name="prep", version_base=None)
+@report_errors
+def main(cfg: DictConfig) -> None:
+    if cfg.get("merge_only"):
+        print(merge_manifests(cfg.out_dir))
+        return
+    run(cfg, _job_name(cfg))
+
+
+if __name__ == "__main__":
+    main()
