@@ -1,0 +1,210 @@
+"""Per-frame detections -> person tracks with stable ids.
+
+Frame by frame, live tracks are matched to detections by the Hungarian algorithm on a cost mixing box
+overlap (1 - IoU) and landmark distance (normalised by the person's size), both against a constant-velocity
+prediction so that people crossing each other keep their ids. Short gaps are bridged by interpolation,
+short tracks are dropped as spurious, and a clip in which a kept subject is missing for a while gets a flag
+naming the track and the frames (AMG drops such clips).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from render.errors import AmgError
+
+from .pose import NUM_LANDMARKS, Detection, box_iou
+
+__all__ = ["Track", "TrackingResult", "track_people", "assignment_cost"]
+
+_UNMATCHED = 1e6
+
+
+@dataclass
+class Track:
+    """One person through a clip of ``F`` frames.
+
+    Attributes:
+        track_id: stable id, >= 1 (also the person's value in instance masks).
+        keypoints: ``(F,33,3)`` pixels and confidence; confidence 0 where the person is not known.
+        world: ``(F,33,3)`` MediaPipe world landmarks in metres (zeros where unknown).
+        boxes: ``(F,4)`` x0, y0, x1, y1 pixels.
+        detected: ``(F,)`` bool, a detection was matched in that frame.
+        bridged: ``(F,)`` bool, the frame was filled by interpolation across a short gap.
+        detection_index: ``(F,)`` int, index of the matched detection in that frame's list, -1 if none.
+    """
+
+    track_id: int
+    keypoints: np.ndarray
+    world: np.ndarray
+    boxes: np.ndarray
+    detected: np.ndarray
+    bridged: np.ndarray
+    detection_index: np.ndarray
+
+    @property
+    def known(self) -> np.ndarray:
+        """``(F,)`` bool: detected or bridged."""
+        return self.detected | self.bridged
+
+
+@dataclass
+class TrackingResult:
+    """Tracks of a clip, the reasons it should be dropped (empty when usable), and dropped track ids."""
+
+    tracks: list[Track]
+    num_frames: int
+    flags: list[str] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+
+
+def assignment_cost(track_boxes: np.ndarray, track_kp: np.ndarray, det_boxes: np.ndarray, det_kp: np.ndarray,
+                    keypoint_weight: float = 1.0, min_confidence: float = 0.3) -> np.ndarray:
+    """Matching cost ``(T,D)``: ``(1 - IoU) + keypoint_weight * d``.
+
+    ``d`` is the confidence-weighted mean landmark distance between track and detection, divided by the
+    diagonal of the track's box; landmarks below ``min_confidence`` on either side are ignored (a pair
+    with none in common gets ``d = 1``).
+    """
+    iou = box_iou(track_boxes, det_boxes)
+    tb = np.asarray(track_boxes, dtype=np.float64).reshape(-1, 4)
+    diag = np.maximum(np.hypot(tb[:, 2] - tb[:, 0], tb[:, 3] - tb[:, 1]), 1.0)
+    a = np.asarray(track_kp, dtype=np.float64)[:, None]  # (T,1,33,3)
+    b = np.asarray(det_kp, dtype=np.float64)[None]  # (1,D,33,3)
+    w = np.where((a[..., 2] >= min_confidence) & (b[..., 2] >= min_confidence), a[..., 2] * b[..., 2], 0.0)
+    dist = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1)
+    wsum = w.sum(-1)
+    d = np.where(wsum > 0, (w * dist).sum(-1) / np.maximum(wsum, 1e-12), diag[:, None]) / diag[:, None]
+    return (1.0 - iou) + keypoint_weight * np.minimum(d, 2.0)
+
+
+@dataclass
+class _Live:
+    track_id: int
+    frames: list[int]
+    dets: list[int]
+    boxes: list[np.ndarray]
+    kps: list[np.ndarray]
+
+    def predict(self, frame: int, damping: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        box, kp = self.boxes[-1], self.kps[-1].copy()
+        if len(self.frames) >= 2:
+            dt = self.frames[-1] - self.frames[-2]
+            ahead = (frame - self.frames[-1]) * damping
+            vb = (self.boxes[-1] - self.boxes[-2]) / dt
+            vk = (self.kps[-1][:, :2] - self.kps[-2][:, :2]) / dt
+            box = box + ahead * vb
+            kp[:, :2] = kp[:, :2] + ahead * vk
+        return box, kp
+
+
+def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, min_fraction: float = 0.25,
+                 max_cost: float = 1.5, keypoint_weight: float = 1.0, bridged_confidence: float = 0.5,
+                 lost_frames: int = 1) -> TrackingResult:
+    """Associate per-frame detections into tracks.
+
+    Args:
+        detections: for each of ``F`` frames, the detections of that frame.
+        max_gap: longest run of missing frames a track may skip and still continue; such gaps are filled
+            by linear interpolation with confidence times ``bridged_confidence``.
+        min_fraction: tracks detected in fewer than ``max(1, ceil(min_fraction * F))`` frames are dropped.
+        max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead.
+        lost_frames: a kept track unknown in at least this many frames flags the clip.
+    Returns:
+        :class:`TrackingResult` with tracks ordered by id (ids 1, 2, ... by first appearance).
+    """
+    F = len(detections)
+    if F == 0:
+        raise AmgError("detections: expected at least one frame, got none")
+    finished: list[_Live] = []
+    live: list[_Live] = []
+    next_id = 1
+    for f, dets in enumerate(detections):
+        # tracks unseen for longer than the bridgeable gap can no longer continue
+        still = []
+        for t in live:
+            (still if f - t.frames[-1] <= max_gap + 1 else finished).append(t)
+        live = still
+        matched_dets: set[int] = set()
+        if live and dets:
+            preds = [t.predict(f) for t in live]
+            cost = assignment_cost(np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]),
+                                   np.stack([d.box for d in dets]), np.stack([d.keypoints for d in dets]),
+                                   keypoint_weight)
+            cost = np.where(cost > max_cost, _UNMATCHED, cost)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if cost[r, c] >= _UNMATCHED:
+                    continue
+                t = live[r]
+                t.frames.append(f)
+                t.dets.append(int(c))
+                t.boxes.append(np.asarray(dets[c].box, dtype=np.float64))
+                t.kps.append(np.asarray(dets[c].keypoints, dtype=np.float64))
+                matched_dets.add(int(c))
+        for j, d in enumerate(dets):
+            if j not in matched_dets:
+                live.append(_Live(next_id, [f], [j], [np.asarray(d.box, dtype=np.float64)],
+                                  [np.asarray(d.keypoints, dtype=np.float64)]))
+                next_id += 1
+    finished.extend(live)
+
+    min_frames = max(1, int(np.ceil(min_fraction * F)))
+    tracks, dropped, flags = [], [], []
+    for t in sorted(finished, key=lambda t: t.track_id):
+        if len(t.frames) < min_frames:
+            dropped.append(t.track_id)
+            continue
+        tracks.append(_materialise(t, detections, F, max_gap, bridged_confidence))
+    # renumber kept tracks 1..N so ids are stable across runs whatever was dropped
+    for new_id, tr in enumerate(tracks, start=1):
+        tr.track_id = new_id
+    if not tracks:
+        flags.append("no person found in any frame" if not any(len(d) for d in detections)
+                     else f"no person tracked in at least {min_frames} of {F} frames")
+    for tr in tracks:
+        missing = np.nonzero(~tr.known)[0]
+        if len(missing) >= lost_frames:
+            flags.append(f"track {tr.track_id}: subject lost in frames {_ranges(missing)} of {F}")
+    return TrackingResult(tracks, F, flags, dropped)
+
+
+def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence: float) -> Track:
+    kp = np.zeros((F, NUM_LANDMARKS, 3), dtype=np.float32)
+    world = np.zeros((F, NUM_LANDMARKS, 3), dtype=np.float32)
+    boxes = np.zeros((F, 4), dtype=np.float32)
+    detected = np.zeros(F, dtype=bool)
+    bridged = np.zeros(F, dtype=bool)
+    index = np.full(F, -1, dtype=np.int64)
+    for f, j in zip(t.frames, t.dets):
+        d = detections[f][j]
+        kp[f], world[f], boxes[f] = d.keypoints, d.world, d.box
+        detected[f], index[f] = True, j
+    for f0, f1 in zip(t.frames[:-1], t.frames[1:]):
+        gap = f1 - f0 - 1
+        if gap <= 0 or gap > max_gap:
+            continue
+        for f in range(f0 + 1, f1):
+            u = (f - f0) / (f1 - f0)
+            kp[f, :, :2] = (1 - u) * kp[f0, :, :2] + u * kp[f1, :, :2]
+            kp[f, :, 2] = bridged_confidence * np.minimum(kp[f0, :, 2], kp[f1, :, 2])
+            world[f] = (1 - u) * world[f0] + u * world[f1]
+            boxes[f] = (1 - u) * boxes[f0] + u * boxes[f1]
+            bridged[f] = True
+    return Track(t.track_id, kp, world, boxes, detected, bridged, index)
+
+
+def _ranges(idx: np.ndarray) -> str:
+    parts, start, prev = [], int(idx[0]), int(idx[0])
+    for i in idx[1:]:
+        i = int(i)
+        if i != prev + 1:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = i
+        prev = i
+    parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
