@@ -413,8 +413,8 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         keypoints: ``(F,33,3)`` pixels (x, y) and confidence in [0, 1] (0: unknown in that frame).
         world: ``(F,33,3)`` MediaPipe world landmarks in metres, or None to fit on 2D alone.
         cameras: a static :class:`Camera` or a :class:`CameraPath` of ``F`` frames (pixels of ``keypoints``).
-        init: a previous fit (e.g. the previous window) to warm-start from: its betas, and its last frame
-            for every frame's pose (all frames when the lengths agree).
+        init: a previous fit to warm-start from. Same length: all its parameters (a refinement). Other
+            lengths (the previous window): its betas, and its last pose where no world landmarks are given.
         body_keypoints: reuse a :class:`BodyKeypoints` of ``body`` across calls.
     Returns:
         :class:`TrackFit`.
@@ -464,8 +464,8 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         betas0 = torch.zeros(nb)
         pose0 = torch.zeros(F, 23, 3)
     go0, pose_init, tr0 = _initialise(kp, wl if world is not None else _flat_world(kp), path, bk, betas0, pose0)
-    if init is None and world is not None:
-        pose0 = pose_init
+    if world is not None:
+        pose0 = pose_init  # the landmarks' limb directions beat a previous window's last pose
     if init is not None and init.global_orient.shape[0] == F:
         go0, tr0 = init.global_orient.detach().float().clone(), init.transl.detach().float().clone()
 

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+from reconstruction_helpers import stick_body, synthetic_observations, walking_pose
+
+from avatars.lbs import batch_rigid_transform
+from reconstruction.fit import (BodyKeypoints, FitConfig, body_keypoints_reference, fit_track, mpjpe,
+                                procrustes)
+from reconstruction.video import default_camera
+from render.camera import CameraPath
+from render.errors import AmgError
+from render.rotations import axis_angle_to_matrix
+
+
+@pytest.fixture(scope="module")
+def body():
+    return stick_body(posedirs=True)
+
+
+def test_body_keypoints_match_full_body_forward(body):
+    bk = BodyKeypoints(body)
+    g = torch.Generator().manual_seed(3)
+    betas = torch.randn(4, generator=g)
+    go, pose, tr = torch.randn(5, 3, generator=g), 0.6 * torch.randn(5, 23, 3, generator=g), torch.randn(5, 3, generator=g)
+    j_fast, p_fast = bk(betas, go, pose, tr)
+    j_ref, p_ref = body_keypoints_reference(body, bk, betas, go, pose, tr)
+    assert torch.allclose(j_fast, j_ref, atol=1e-5)
+    assert torch.allclose(p_fast, p_ref, atol=1e-5)
+    assert len(bk.landmark_index) == 25  # every target the stick body names
+
+
+def test_level_kinematics_match_joint_by_joint_chain(body):
+    bk = BodyKeypoints(body)
+    g = torch.Generator().manual_seed(4)
+    rot = axis_angle_to_matrix(torch.randn(7, 24, 3, generator=g))
+    joints = torch.randn(7, 24, 3, generator=g)
+    posed, _, skin = batch_rigid_transform(rot, joints, body.parents)
+    posed2, skin2 = bk.kinematics(rot, joints)
+    assert torch.allclose(posed, posed2, atol=1e-5) and torch.allclose(skin, skin2, atol=1e-5)
+
+
+def test_procrustes_recovers_similarity():
+    g = torch.Generator().manual_seed(5)
+    src = torch.randn(3, 20, 3, generator=g, dtype=torch.float64)
+    R = axis_angle_to_matrix(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    s = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    t = torch.randn(3, 3, generator=g, dtype=torch.float64)
+    dst = s[:, None, None] * src @ R.transpose(-1, -2) + t[:, None]
+    s2, R2, t2 = procrustes(src, dst)
+    assert torch.allclose(s2, s) and torch.allclose(R2, R, atol=1e-9) and torch.allclose(t2, t, atol=1e-9)
+    assert mpjpe(src, dst).max() < 1e-9 and mpjpe(src, dst, align=False).min() > 0.1
+
+
+def test_fit_recovers_known_walk_from_2d_and_3d_landmarks(body):
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(16)
+    betas = torch.tensor([0.5, -0.3, 0.2, 0.0])
+    cam = default_camera(256, 256)
+    path = CameraPath.static(cam, 16)
+    kp, world, joints = synthetic_observations(bk, betas, go, pose, tr, path)
+    rng = np.random.default_rng(0)
+    kp[..., :2] += rng.normal(0, 1.0, kp[..., :2].shape).astype(np.float32)
+    world += rng.normal(0, 0.01, world.shape).astype(np.float32)
+    fit = fit_track(body, kp, world, cam, body_keypoints=bk)
+    pa = 1000 * mpjpe(fit.joints, joints).mean().item()
+    assert pa < 30, f"PA-MPJPE {pa:.1f} mm"
+    assert fit.residuals["reprojection_px"] < 3
+    assert fit.body_pose.shape == (16, 23, 3) and fit.transl.shape == (16, 3)
+    # the fit is better than the analytic starting point it refines
+    start = fit_track(body, kp, world, cam, body_keypoints=bk, config=FitConfig(iterations=0, orient_iterations=0))
+    assert 1000 * mpjpe(start.joints, joints).mean().item() > pa
+
+
+def test_warm_start_carries_shape_and_refines_from_a_fixed_point(body):
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(16)
+    betas = torch.tensor([0.3, 0.0, 0.0, 0.0])
+    cam = default_camera(256, 256)
+    kp, world, joints = synthetic_observations(bk, betas, go, pose, tr, CameraPath.static(cam, 16))
+    first = fit_track(body, kp[:8], world[:8], cam, body_keypoints=bk)
+    start = fit_track(body, kp[8:], world[8:], cam, body_keypoints=bk, init=first,
+                      config=FitConfig(iterations=0, orient_iterations=0))
+    assert torch.equal(start.betas, first.betas)
+    warm = fit_track(body, kp[8:], world[8:], cam, body_keypoints=bk, init=first)
+    assert 1000 * mpjpe(warm.joints, joints[8:]).mean().item() < 30
+    truth = type(first)(betas, go[8:], pose[8:], tr[8:], joints[8:])
+    exact = fit_track(body, kp[8:], world[8:], cam, body_keypoints=bk, init=truth)
+    # only the scale of the stick body (betas[0]) drifts, towards the shape prior; the pose stays
+    assert 1000 * mpjpe(exact.joints, joints[8:]).mean().item() < 5
+
+
+def test_bad_keypoints_raise(body):
+    cam = default_camera(64, 64)
+    with pytest.raises(AmgError, match="keypoints"):
+        fit_track(body, np.zeros((4, 17, 3)), None, cam)
+    bad = np.zeros((2, 33, 3), np.float32)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(AmgError, match="NaN"):
+        fit_track(body, bad, None, cam)
+    with pytest.raises(AmgError, match="camera path of 2 frames"):
+        fit_track(body, np.zeros((2, 33, 3)), None, CameraPath.static(cam, 3))
