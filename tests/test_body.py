@@ -179,7 +179,7 @@ def test_default_body_ours_equals_smplx():
 def test_default_body_raised_right_arm_goes_up():
     body = BodyModel.load("default")
     pose = torch.zeros(1, 23, 3)
-    pose[0, 16, 2] = 1.2  # joint 17 (right shoulder): rotate about +Z, -X arm swings up
+    pose[0, 16, 2] = -1.2  # joint 17 (right shoulder), arm along -X: a turn about -Z swings it up
     out = body(body_pose=pose)
     rest = body()
     assert out.joints[0, 21, 1] > rest.joints[0, 21, 1] + 0.3
