@@ -1,0 +1,72 @@
+import zipfile
+
+import numpy as np
+import pytest
+
+from reconstruction.pose import DEFAULT_MODEL, PoseEstimator, box_iou
+from render.errors import AmgError
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    with PoseEstimator(num_poses=3) as est:
+        yield est
+
+
+def test_bundle_carries_the_normalisation_metadata():
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    from mediapipe.tasks.metadata import schema_py_generated as fb
+
+    expected = {"pose_detector.tflite": (127.5, 127.5), "pose_landmarks_detector.tflite": (0.0, 255.0)}
+    with zipfile.ZipFile(DEFAULT_MODEL) as z:
+        assert sorted(z.namelist()) == sorted(expected)
+        for name, (mean, std) in expected.items():
+            data = z.read(name)
+            model = fb.Model.GetRootAs(data, 0)
+            entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+            buf = model.Buffers(entries["TFLITE_METADATA"]).DataAsNumpy().tobytes()
+            meta = md.ModelMetadata.GetRootAs(buf, 0)
+            tensor = meta.SubgraphMetadata(0).InputTensorMetadata(0)
+            norm = md.NormalizationOptions()
+            norm.Init(tensor.ProcessUnits(0).Options().Bytes, tensor.ProcessUnits(0).Options().Pos)
+            assert (norm.Mean(0), norm.Std(0)) == (mean, std)
+
+
+def test_astronaut_one_person_with_landmarks_on_the_figure(estimator):
+    import skimage.data
+
+    image = skimage.data.astronaut()
+    people = estimator(image)
+    assert len(people) == 1
+    p = people[0]
+    assert p.keypoints.shape == (33, 3) and p.world.shape == (33, 3) and p.mask.shape == image.shape[:2]
+    nose, l_sh, r_sh = p.keypoints[0], p.keypoints[11], p.keypoints[12]
+    assert 170 < nose[0] < 280 and 60 < nose[1] < 200 and nose[2] > 0.9  # the astronaut's face
+    assert l_sh[0] > r_sh[0] and l_sh[1] > nose[1]  # facing the camera, shoulders below the face
+    assert p.mask[int(nose[1]), int(nose[0])] > 0.5 and p.mask[20, 500] < 0.5  # on the face, not the sky
+    x0, y0, x1, y1 = p.box
+    assert x0 < nose[0] < x1 and y0 < nose[1] < y1 and 0 <= x0 and x1 <= 512
+    hip_centre = 0.5 * (p.world[23] + p.world[24])
+    assert np.abs(hip_centre).max() < 0.05 and 0.2 < np.linalg.norm(p.world[11] - p.world[23]) < 0.8  # metres
+
+
+def test_empty_frames_give_no_people_and_bad_frames_raise(estimator):
+    assert estimator(np.zeros((64, 64, 3), np.uint8)) == []
+    assert [len(d) for d in estimator.video(np.full((2, 32, 32, 3), 200, np.uint8))] == [0, 0]
+    with pytest.raises(AmgError, match="uint8"):
+        estimator(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(AmgError, match="not found"):
+        PoseEstimator(model_path="/nonexistent/pose.task")
+
+
+def test_box_iou_against_a_loop():
+    rng = np.random.default_rng(0)
+    a = np.sort(rng.uniform(0, 10, (5, 2, 2)), axis=1).transpose(0, 2, 1).reshape(5, 4)[:, [0, 2, 1, 3]]
+    b = np.sort(rng.uniform(0, 10, (4, 2, 2)), axis=1).transpose(0, 2, 1).reshape(4, 4)[:, [0, 2, 1, 3]]
+    got = box_iou(a, b)
+    for i in range(5):
+        for j in range(4):
+            w = max(0.0, min(a[i, 2], b[j, 2]) - max(a[i, 0], b[j, 0]))
+            h = max(0.0, min(a[i, 3], b[j, 3]) - max(a[i, 1], b[j, 1]))
+            area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+            assert abs(got[i, j] - w * h / (area(a[i]) + area(b[j]) - w * h)) < 1e-12
