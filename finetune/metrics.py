@@ -129,6 +129,8 @@ def lk_tracks(video, grid_step: int = 8, margin: int = 4, window: int = 15, leve
     tracks = np.zeros((len(pts), f, 2), np.float32)
     visible = np.zeros((len(pts), f), bool)
     tracks[:, 0], visible[:, 0] = pts, True
+    if len(pts) == 0:
+        return tracks, visible
     gray = [cv2.cvtColor(fr, cv2.COLOR_RGB2GRAY) for fr in video]
     for k in range(1, f):
         nxt, status, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], tracks[:, k - 1].reshape(-1, 1, 2).copy(),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_text_to_video", "build_tiny_clip", "tiny_tokenizer", "TINY_MAX_TOKENS"]
+__all__ = ["build_tiny_text_to_video", "build_tiny_clip", "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS"]
 
 TINY_MAX_TOKENS = 16
 _TINY_TEXT_DIM = 32
@@ -164,3 +164,38 @@ def build_tiny_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 
     }
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
     return folder
+
+
+def write_tiny_clips(folder: str | os.PathLike, count: int = 4, frames: int = 6, side: int = 16,
+                     fps: float = 8.0, seed: int = 0) -> Path:
+    """Write ``count`` small training clips and their avatar videos plus ``manifest.jsonl``; return its path.
+
+    Each clip shows a coloured block sliding over a tinted background and its avatar video the same
+    block in white on black (frame-aligned, as a rendered avatar is), so a model can learn to place
+    the content where the avatar is. Paths in the manifest are relative to ``folder``.
+    """
+    import numpy as np
+
+    from .data import ClipRecord, _write_video, write_manifest
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    captions = ["a man walks in a park", "a woman runs on a beach", "a man dances on a street"]
+    records = []
+    for i in range(count):
+        video = np.zeros((frames, side, side, 3), np.uint8)
+        video[..., :] = rng.integers(30, 120, 3)
+        avatar = np.zeros_like(video)
+        colour = rng.integers(150, 256, 3)
+        y0, speed = int(rng.integers(0, side // 2)), int(rng.integers(1, 3))
+        for f in range(frames):
+            x0 = (f * speed + 2 * i) % (side - side // 4)
+            rows, cols = slice(y0, y0 + side // 2), slice(x0, x0 + side // 4)
+            video[f, rows, cols] = colour
+            avatar[f, rows, cols] = 255
+        _write_video(folder / f"clip{i}.mp4", video, fps)
+        _write_video(folder / f"avatar{i}.mp4", avatar, fps)
+        records.append(ClipRecord(video=f"clip{i}.mp4", avatar=f"avatar{i}.mp4", caption=captions[i % 3],
+                                  frames=(0, frames), fps=fps))
+    return write_manifest(folder / "manifest.jsonl", records)
