@@ -131,7 +131,8 @@ def load_trace(path: str | Path, width: int, height: int, fps: float, body=None,
         body_pose[:, 21:] = 0  # SMPL hand joints: TRACE leaves them zero; keep them exactly so
         shape = torch.as_tensor(betas[rows, :10]).mean(0)
         with torch.no_grad():
-            out = body(betas=shape.float(), global_orient=go_world.float(), body_pose=body_pose.float())
+            out = body(betas=shape.float()[None].expand(len(rows), -1), global_orient=go_world.float(),
+                       body_pose=body_pose.float())
         hip_mid = 0.5 * (out.joints[:, 1] + out.joints[:, 2]).double()
         transl = torch.as_tensor(cam_trans[rows]) @ M.T - hip_mid
         go, bp, tr = _fill_gaps(f_rows, go_world, body_pose, transl)

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from reconstruction_helpers import stick_body, walking_pose
+
+from reconstruction import ExtractionResult, extract_people
+from reconstruction.fit import mpjpe
+from render.camera import Camera, CameraPath
+from render.errors import AmgError
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    from reconstruction.pose import PoseEstimator
+
+    with PoseEstimator() as est:
+        yield est
+
+
+def test_astronaut_as_a_one_frame_video(estimator, tmp_path):
+    import skimage.data
+
+    image = skimage.data.astronaut()
+    res = extract_people(image[None], fps=8, body=stick_body(), estimator=estimator)
+    assert isinstance(res, ExtractionResult)
+    assert res.track_ids == [1] and res.flags == [] and res.usable
+    assert len(res.motions) == 1 and len(res.motions[0]) == 1 and len(res.cameras) == 1
+    kp = res.keypoints[0]
+    assert kp.shape == (1, 33, 3) and 170 < kp[0, 0, 0] < 280
+    assert res.masks.shape == (1, 512, 512) and set(np.unique(res.masks)) == {0, 1}
+    # the fitted body projects onto the figure
+    assert res.residuals["1"]["reprojection_px"] < 25
+    out = res.save(tmp_path / "astro")
+    meta = (out / "meta.json").read_text()
+    assert '"reprojection_px"' in meta and (out / "motion_1.npz").exists() and (out / "cameras.json").exists()
+
+
+def test_no_person_is_flagged_not_raised(estimator):
+    frames = np.full((3, 48, 48, 3), 90, np.uint8)
+    res = extract_people(frames, fps=8, body=stick_body(), estimator=estimator)
+    assert res.motions == [] and res.flags == ["no person found in any frame"] and not res.usable
+    assert len(res.cameras) == 3
+
+
+def test_bad_inputs_raise_one_line_errors(estimator):
+    for frames, fps, what in [(np.zeros((0, 8, 8, 3), np.uint8), 8, "frames"),
+                              (np.zeros((2, 8, 8, 3), np.float32), 8, "uint8"),
+                              (np.zeros((2, 8, 8), np.uint8), 8, "frames"),
+                              (np.zeros((2, 8, 8, 3), np.uint8), 0, "fps")]:
+        with pytest.raises(AmgError, match=what) as e:
+            extract_people(frames, fps, estimator=estimator)
+        assert "\n" not in str(e.value)
+    cam = Camera.look_at((0, 1, 3), width=16, height=16)
+    with pytest.raises(AmgError, match="does not match"):
+        extract_people(np.zeros((2, 8, 8, 3), np.uint8), 8, camera=cam, estimator=estimator)
+
+
+def test_closed_loop_on_mesh_renders_of_the_default_body(estimator):
+    """Render the default body walking, extract it again: pose error after alignment and reprojection."""
+    from avatars.body import BodyModel
+    from render.mesh import render_mesh
+
+    body = BodyModel.load("default")
+    F = 6
+    go, pose, _ = walking_pose(F)
+    go[:, 1] = torch.linspace(0.3, 0.8, F)
+    truth = body(global_orient=go, body_pose=pose, transl=torch.zeros(F, 3))
+    centre = float(truth.vertices[0, :, 1].mean())
+    cam = Camera.look_at((0, centre, 3.2), (0, centre, 0), fov_deg=50, width=256, height=256)
+    frames = np.stack([(np.clip(np.asarray(render_mesh(truth.vertices[f], body.faces, cam, colors=(0.8, 0.6, 0.5),
+                                                       background=(0.3, 0.4, 0.5)).rgb), 0, 1) * 255).astype(np.uint8)
+                       for f in range(F)])
+    res = extract_people(frames, 8, camera=cam, body=body, estimator=estimator)
+    assert res.track_ids == [1] and res.flags == []
+    pa = 1000 * mpjpe(res.fits[0].joints, truth.joints).mean().item()
+    assert pa <= 80, f"PA-MPJPE {pa:.0f} mm"
+    assert res.residuals["1"]["reprojection_px"] <= 8
+    # the recovered motion, posed and projected through the returned cameras, lands on the rendered body
+    m = res.motions[0]
+    posed = body(betas=m.betas[None].expand(F, -1), global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl)
+    uv, _ = res.cameras.project(posed.joints.double())
+    uv_true, _ = CameraPath.static(cam, F).project(truth.joints.double())
+    assert (uv - uv_true).norm(dim=-1).mean() < 12
