@@ -112,12 +112,13 @@ def widen_conv_in(unet: torch.nn.Module, extra_channels: int = 4) -> torch.nn.Mo
 
 
 def add_lora(unet: torch.nn.Module, rank: int = 4, alpha: float | None = None,
-             targets: tuple[str, ...] = LORA_TARGETS, dropout: float = 0.0) -> torch.nn.Module:
+             targets: tuple[str, ...] = LORA_TARGETS, dropout: float = 0.0, seed: int = 0) -> torch.nn.Module:
     """Inject LoRA of ``rank`` into every module whose name ends in one of ``targets``, in place.
 
     In ``UNet3DConditionModel`` these are the projections of every spatial and temporal attention
     (``attentions``, ``temp_attentions`` and ``transformer_in``). ``alpha`` defaults to ``rank`` (scale
-    1). LoRA's B matrices start at zero, so a fresh adapter leaves the output exactly unchanged.
+    1). LoRA's B matrices start at zero, so a fresh adapter leaves the output exactly unchanged; the A
+    matrices are drawn (Kaiming-uniform, peft's default) from ``seed``.
     """
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -125,7 +126,9 @@ def add_lora(unet: torch.nn.Module, rank: int = 4, alpha: float | None = None,
         raise AmgError(f"rank={rank}: expected a LoRA rank >= 1")
     config = LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, lora_dropout=dropout,
                         target_modules=list(targets), init_lora_weights=True)
-    inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
     unet._amg_lora = {"rank": rank, "alpha": float(rank if alpha is None else alpha), "targets": list(targets)}
     return unet
 
@@ -190,11 +193,12 @@ def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3)
 
 
 def prepare_unet(unet: torch.nn.Module, extra_channels: int = 4, rank: int = 4,
-                 targets: tuple[str, ...] = LORA_TARGETS, alpha: float | None = None) -> torch.nn.Module:
+                 targets: tuple[str, ...] = LORA_TARGETS, alpha: float | None = None,
+                 seed: int = 0) -> torch.nn.Module:
     """Widen ``conv_in`` and add fresh LoRA: the AMG model before training (output equal to the base's)."""
     unet._amg_base_in_channels = int(unet.config.in_channels)
     widen_conv_in(unet, extra_channels)
-    add_lora(unet, rank=rank, alpha=alpha, targets=targets)
+    add_lora(unet, rank=rank, alpha=alpha, targets=targets, seed=seed)
     return unet
 
 

@@ -154,7 +154,7 @@ def train(base_folder: str | os.PathLike, manifest: str | os.PathLike, output_di
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
     model = load_base(base_folder)
-    unet = prepare_unet(model.unet, rank=cfg.rank)
+    unet = prepare_unet(model.unet, rank=cfg.rank, seed=cfg.seed)
     model.vae.to(device, weight_dtype)
     model.text_encoder.to(device, weight_dtype)
     unet.to(device, weight_dtype)
