@@ -36,6 +36,8 @@ class Track:
         detected: ``(F,)`` bool, a detection was matched in that frame.
         bridged: ``(F,)`` bool, the frame was filled by interpolation across a short gap.
         detection_index: ``(F,)`` int, index of the matched detection in that frame's list, -1 if none.
+        lost: ``(F,)`` bool, the person was not seen and the gap was too long to bridge (or the frame lies
+            before the first or after the last sighting); long gaps are interpolated with confidence 0.
     """
 
     track_id: int
@@ -45,6 +47,7 @@ class Track:
     detected: np.ndarray
     bridged: np.ndarray
     detection_index: np.ndarray
+    lost: np.ndarray
 
     @property
     def known(self) -> np.ndarray:
@@ -102,17 +105,21 @@ class _Live:
         return box, kp
 
 
-def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, min_fraction: float = 0.25,
-                 max_cost: float = 1.5, keypoint_weight: float = 1.0, bridged_confidence: float = 0.5,
-                 lost_frames: int = 1) -> TrackingResult:
+def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, max_lost: int = 8,
+                 min_fraction: float = 0.25, max_cost: float = 1.5, keypoint_weight: float = 1.0,
+                 bridged_confidence: float = 0.5, lost_frames: int = 1) -> TrackingResult:
     """Associate per-frame detections into tracks.
 
     Args:
         detections: for each of ``F`` frames, the detections of that frame.
-        max_gap: longest run of missing frames a track may skip and still continue; such gaps are filled
-            by linear interpolation with confidence times ``bridged_confidence``.
+        max_gap: longest run of missing frames that is bridged: filled by linear interpolation with
+            confidence times ``bridged_confidence``, not counted as lost.
+        max_lost: longest run of missing frames after which a person still keeps their id (occlusion by
+            someone crossing in front); such longer gaps are interpolated with zero confidence and
+            reported as lost.
         min_fraction: tracks detected in fewer than ``max(1, ceil(min_fraction * F))`` frames are dropped.
-        max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead.
+        max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead; the bound
+            grows by a quarter per missing frame, since predictions get less certain.
         lost_frames: a kept track unknown in at least this many frames flags the clip.
     Returns:
         :class:`TrackingResult` with tracks ordered by id (ids 1, 2, ... by first appearance).
@@ -127,7 +134,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, mi
         # tracks unseen for longer than the bridgeable gap can no longer continue
         still = []
         for t in live:
-            (still if f - t.frames[-1] <= max_gap + 1 else finished).append(t)
+            (still if f - t.frames[-1] <= max(max_gap, max_lost) + 1 else finished).append(t)
         live = still
         matched_dets: set[int] = set()
         if live and dets:
@@ -135,7 +142,8 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, mi
             cost = assignment_cost(np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]),
                                    np.stack([d.box for d in dets]), np.stack([d.keypoints for d in dets]),
                                    keypoint_weight)
-            cost = np.where(cost > max_cost, _UNMATCHED, cost)
+            missed = np.array([f - t.frames[-1] - 1 for t in live], dtype=np.float64)
+            cost = np.where(cost > max_cost * (1 + 0.25 * missed)[:, None], _UNMATCHED, cost)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] >= _UNMATCHED:
@@ -167,7 +175,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, mi
         flags.append("no person found in any frame" if not any(len(d) for d in detections)
                      else f"no person tracked in at least {min_frames} of {F} frames")
     for tr in tracks:
-        missing = np.nonzero(~tr.known)[0]
+        missing = np.nonzero(tr.lost)[0]
         if len(missing) >= lost_frames:
             flags.append(f"track {tr.track_id}: subject lost in frames {_ranges(missing)} of {F}")
     return TrackingResult(tracks, F, flags, dropped)
@@ -184,18 +192,21 @@ def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence:
         d = detections[f][j]
         kp[f], world[f], boxes[f] = d.keypoints, d.world, d.box
         detected[f], index[f] = True, j
+    lost = np.ones(F, dtype=bool)
+    lost[t.frames[0]:t.frames[-1] + 1] = False
     for f0, f1 in zip(t.frames[:-1], t.frames[1:]):
         gap = f1 - f0 - 1
-        if gap <= 0 or gap > max_gap:
+        if gap <= 0:
             continue
+        short = gap <= max_gap
         for f in range(f0 + 1, f1):
             u = (f - f0) / (f1 - f0)
             kp[f, :, :2] = (1 - u) * kp[f0, :, :2] + u * kp[f1, :, :2]
-            kp[f, :, 2] = bridged_confidence * np.minimum(kp[f0, :, 2], kp[f1, :, 2])
+            kp[f, :, 2] = bridged_confidence * np.minimum(kp[f0, :, 2], kp[f1, :, 2]) if short else 0.0
             world[f] = (1 - u) * world[f0] + u * world[f1]
             boxes[f] = (1 - u) * boxes[f0] + u * boxes[f1]
-            bridged[f] = True
-    return Track(t.track_id, kp, world, boxes, detected, bridged, index)
+            bridged[f], lost[f] = short, not short
+    return Track(t.track_id, kp, world, boxes, detected, bridged, index, lost)
 
 
 def _ranges(idx: np.ndarray) -> str:

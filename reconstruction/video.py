@@ -55,47 +55,16 @@ class Clip:
     crop_box: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x0, y0, w, h in source pixels
 
 
-def _read_with_pyav(path: Path, max_frames: int | None) -> tuple[np.ndarray, float]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = container.streams.video
-            if not streams:
-                raise AmgError(f"{path}: no video stream; expected a video file (mp4, mov, avi, webm, gif...)")
-            stream = streams[0]
-            stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            fps = float(rate) if rate else 0.0
-            frames = []
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-    except AmgError:
-        raise
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise AmgError(f"{path}: cannot decode as a video ({type(e).__name__}); expected a readable video file") from None
-    if not frames:
-        raise AmgError(f"{path}: the video has no frames; expected at least one decodable frame")
-    if not math.isfinite(fps) or fps <= 0:
-        raise AmgError(f"{path}: the video stream has no frame rate; pass fps explicitly")
-    return np.stack(frames), fps
-
-
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (frames per second)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AmgError(f"{path}: no such video file")
-    try:
-        from render.video import read_video
-    except ImportError:
-        return _read_with_pyav(path, max_frames)
-    frames, fps = read_video(path)
+    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (``render.video.read_video``)."""
+    from render.video import read_video
+
+    frames, fps = read_video(Path(path))
     frames = np.asarray(frames)
     if max_frames is not None:
         frames = frames[:max_frames]
+    if not math.isfinite(fps) or fps <= 0:
+        raise AmgError(f"{path}: the video stream has no frame rate; pass fps explicitly")
     return frames, float(fps)
 
 

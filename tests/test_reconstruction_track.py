@@ -43,11 +43,16 @@ def test_short_tracks_dropped_and_lost_subjects_flagged():
     F = 12
     dets = [[_person(50, 50, seed=1)] if f < 6 or f >= 11 else [] for f in range(F)]
     dets[3].append(_person(150, 60, seed=3))  # a one-frame false positive
-    result = track_people(dets, max_gap=2)
-    # the gap of 5 frames is beyond the bridgeable 2: the return at frame 11 starts a new (short) track
-    assert len(result.tracks) == 1 and result.dropped == [2, 3]
-    assert result.flags == ["track 1: subject lost in frames 6-11 of 12"]
-    assert result.tracks[0].detected.sum() == 6
+    result = track_people(dets, max_gap=2, max_lost=8)
+    # the gap of 5 frames is too long to bridge but short enough to keep the id: lost, not renamed
+    assert len(result.tracks) == 1 and result.dropped == [2]
+    assert result.flags == ["track 1: subject lost in frames 6-10 of 12"]
+    tr = result.tracks[0]
+    assert tr.detected.sum() == 7 and not tr.bridged.any() and tr.lost[6:11].all()
+    assert (tr.keypoints[6:11, :, 2] == 0).all() and np.allclose(tr.keypoints[6:11, :, 0], tr.keypoints[0, :, 0])
+    # with a shorter memory the return is a new, short track and the first one ends
+    result = track_people(dets, max_gap=2, max_lost=3)
+    assert result.dropped == [2, 3] and result.flags == ["track 1: subject lost in frames 6-11 of 12"]
     nobody = track_people([[] for _ in range(4)])
     assert nobody.tracks == [] and nobody.flags == ["no person found in any frame"]
     with pytest.raises(AmgError):
