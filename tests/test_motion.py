@@ -244,3 +244,153 @@ def test_bad_motion_files(tmp_path):
     (tmp_path / "bad.pkl").write_bytes(b"garbage")
     with pytest.raises(AmgError, match="bad.pkl"):
         Motion.load(tmp_path / "bad.pkl")
+
+
+# ---- motion library -------------------------------------------------------------------------------
+
+from avatars import motion_library as ml  # noqa: E402
+from render.rotations import matrix_to_euler  # noqa: E402
+
+needs_default = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="default body not built")
+LIB_FPS, LIB_SECONDS = 8.0, 2.5
+
+
+@pytest.fixture(scope="module")
+def default_body():
+    return BodyModel.load("default")
+
+
+@pytest.fixture(scope="module")
+def library():
+    out = {}
+    for name in ml.names():
+        made = ml.make(name, seconds=LIB_SECONDS, fps=LIB_FPS)
+        out[name] = made if isinstance(made, list) else [made]
+    return out
+
+
+def _inside_hull(points, hull_points):
+    from scipy.spatial import ConvexHull
+
+    eq = ConvexHull(hull_points).equations  # outward normals n, offsets d: inside when n.p + d <= 0
+    return ((points @ eq[:, :3].T + eq[:, 3]) <= 0).all(1)
+
+
+@needs_default
+def test_library_names_cover_the_brief():
+    need = {"idle", "walk", "run", "jump", "wave", "dance", "box", "fence", "turn_around", "sit_down",
+            "dance_pair", "box_pair", "handshake"}
+    assert need <= set(ml.names())
+    with pytest.raises(AmgError, match="unknown"):
+        ml.make("moonwalk")
+
+
+@needs_default
+@pytest.mark.parametrize("name", ["idle", "walk", "run", "jump", "wave", "dance", "box", "fence", "turn_around",
+                                  "sit_down", "dance_pair", "box_pair", "handshake"])
+def test_library_motion_is_plausible(name, library, default_body):
+    body = default_body
+    torso_id = 0  # PART_NAMES[0] == "torso"
+    torso = body.part_labels == torso_id
+    for m in library[name]:
+        assert len(m) == round(LIB_SECONDS * LIB_FPS) and m.fps == LIB_FPS
+        out = body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl)
+        low = out.vertices[..., 1].min(1).values
+        # feet on the ground: no floating, no sinking beyond 2 cm (a jump may leave the ground)
+        assert low.min() > -0.02, f"{name}: sinks {low.min():.3f} m"
+        if name == "jump":
+            assert low.max() > 0.2 and low.min() < 0.02
+        else:
+            assert low.max() < 0.02, f"{name}: floats {low.max():.3f} m"
+        # joints within anatomical limits
+        eul = matrix_to_euler(axis_angle_to_matrix(m.body_pose.double()), "XYZ")
+        # (a, b, c) and (a + pi, pi - b, c + pi) are the same rotation; a joint is fine if either fits
+        wrap = lambda x: torch.remainder(x + math.pi, 2 * math.pi) - math.pi  # noqa: E731
+        alt = torch.stack([wrap(eul[..., 0] + math.pi), wrap(math.pi - eul[..., 1]), wrap(eul[..., 2] + math.pi)], -1)
+        for j, (lo, hi) in ml.JOINT_LIMITS.items():
+            lo_t, hi_t = torch.tensor(lo, dtype=eul.dtype) - 1e-3, torch.tensor(hi, dtype=eul.dtype) + 1e-3
+            ok = [((e >= lo_t) & (e <= hi_t)).all(-1) for e in (eul[:, j - 1], alt[:, j - 1])]
+            assert (ok[0] | ok[1]).all(), f"{name}: joint {j} beyond limits"
+        # no hand, wrist, elbow or mid-forearm inside the torso
+        J = out.joints
+        probes = torch.cat([J[:, [18, 19, 20, 21, 22, 23]], 0.5 * (J[:, [18, 19]] + J[:, [20, 21]])], 1)
+        for f in range(0, len(m), 2):
+            inside = _inside_hull(probes[f].numpy(), out.vertices[f, torso][::5].numpy())
+            assert not inside.any(), f"{name}: limb inside the torso at frame {f}"
+
+
+@needs_default
+def test_library_motions_do_what_they_say(library, default_body):
+    body = default_body
+
+    def joints(m):
+        return body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl).joints
+
+    walk = library["walk"][0]
+    assert walk.transl[-1, 2] - walk.transl[0, 2] > 2.0  # walks forward (+Z) about 1.2 m/s
+    run = library["run"][0]
+    assert run.transl[-1, 2] - run.transl[0, 2] > 2 * (walk.transl[-1, 2] - walk.transl[0, 2])
+    J = joints(library["jump"][0])
+    assert (J[:, 20, 1] > J[:, 15, 1]).all() and (J[:, 21, 1] > J[:, 15, 1]).all()  # arms above the head
+    J = joints(library["wave"][0])
+    assert J[-1, 21, 1] > J[-1, 15, 1] - 0.1 and J[-1, 20, 1] < J[-1, 16, 1]  # right hand up, left down
+    t = library["turn_around"][0]
+    fwd = axis_angle_to_matrix(t.global_orient)[:, :, 2]
+    assert fwd[0, 2] > 0.99 and fwd[-1, 2] < -0.99  # faces +Z, ends facing -Z
+    J = joints(library["sit_down"][0])
+    assert J[-1, 0, 1] < J[0, 0, 1] - 0.25  # pelvis lowered
+    # two-person interactions: face each other, no overlap, right hands meet in the handshake
+    for name in ("dance_pair", "box_pair", "handshake"):
+        a, b = library[name]
+        ja, jb = joints(a), joints(b)
+        assert ((ja[:, 0] - jb[:, 0]).norm(dim=-1) > 0.6).all()
+        fa = axis_angle_to_matrix(a.global_orient[0])[:, 2]
+        fb = axis_angle_to_matrix(b.global_orient[0])[:, 2]
+        assert fa @ fb < -0.95 and fa @ (jb[0, 0] - ja[0, 0]) > 0
+    a, b = library["handshake"]
+    ja, jb = joints(a), joints(b)
+    mid = len(a) // 2
+    assert (ja[mid, 23] - jb[mid, 23]).norm() < 0.1
+    assert (ja[0, 23] - jb[0, 23]).norm() > 0.3
+
+
+@needs_default
+def test_direction_and_speed_parameters():
+    a = ml.make("walk", seconds=1.0, fps=10, direction=90.0)
+    d = a.transl[-1] - a.transl[0]
+    assert d[0] > 0.8 and abs(d[2]) < 0.05  # heading 90 walks along +X
+    slow = ml.make("walk", seconds=1.0, fps=10, speed=0.5)
+    assert (slow.transl[-1, 2] - slow.transl[0, 2]) < 0.6 * (a.transl[-1, 0] - a.transl[0, 0])
+
+
+@needs_default
+def test_from_text():
+    one = ml.from_text("a man walks slowly towards the camera", seconds=1.0, fps=10)
+    assert len(one) == 1 and one[0].name == "walk"
+    base = ml.from_text("a man walks", seconds=1.0, fps=10)[0]
+    assert (one[0].transl[-1, 2] - one[0].transl[0, 2]) < 0.7 * (base.transl[-1, 2] - base.transl[0, 2])
+    two = ml.from_text("two people dancing in a club", seconds=1.0, fps=10)
+    assert [m.name for m in two] == ["dance_pair/0", "dance_pair/1"]
+    shake = ml.from_text("a woman and a man shake hands", seconds=1.0, fps=10)
+    assert len(shake) == 2 and shake[0].name.startswith("handshake")
+    three = ml.from_text("three kids jumping", seconds=1.0, fps=10)
+    assert len(three) == 3 and all(m.name.startswith("jump") for m in three)
+    xs = sorted(float(m.transl[0, 0]) for m in three)
+    assert xs[1] - xs[0] > 0.8 and xs[2] - xs[1] > 0.8
+    left = ml.from_text("a person runs to the left", seconds=1.0, fps=10)[0]
+    assert left.transl[-1, 0] - left.transl[0, 0] < -1.5
+    with pytest.warns(UserWarning, match="idle"):
+        unk = ml.from_text("a person juggles", seconds=1.0, fps=10)
+    assert unk[0].name == "idle"
+    assert ml.parse_text("A boxer punching quickly")["speed"] == pytest.approx(1.5)
+    assert isinstance(ml.RuleBasedTextToMotion(), ml.TextToMotion)
+    assert len(ml.RuleBasedTextToMotion()("two boxers fight", seconds=1.0, fps=10)) == 2
+
+
+@needs_default
+def test_torso_check_detects_penetration(default_body):
+    v = default_body.rest()[0][0]
+    torso = v[default_body.part_labels == 0].numpy()
+    centre = torso.mean(0)
+    probes = np.stack([centre, centre + [0.0, 0.0, 1.0], centre + [0.5, 0.0, 0.0]])
+    assert _inside_hull(probes, torso[::5]).tolist() == [True, False, False]

@@ -1,0 +1,515 @@
+"""A procedural motion library in SMPL axis-angle, and text to motion on top of it.
+
+``make(name, seconds=, fps=, speed=, direction=)`` returns a :class:`~avatars.motion.Motion` for a
+one-person motion, or a list of Motions placed in one world for an interaction (``*_pair``,
+``handshake``). Every clip is grounded on the default body (the lowest vertex on ``y = 0`` in every
+frame, except in the air phase of a jump), keeps each joint inside :data:`JOINT_LIMITS`, and keeps the
+hands and elbows out of the torso; the tests measure all three.
+
+Joint conventions (SMPL, rest body facing +Z, left at +X): a negative X rotation of a hip swings the
+thigh forward, a positive X rotation of a knee bends it; a positive Z rotation raises the left arm and
+a negative Z rotation raises the right arm; a negative Y rotation of the left elbow (positive for the
+right) folds the forearm forward.
+
+``from_text`` maps a prompt's verbs, adverbs and number of people onto the library;
+:class:`TextToMotion` is the interface a learned model (InterGen-style, SMPL output) implements to
+replace it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import numpy as np
+import torch
+
+from render.errors import AmgError
+from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle
+
+from .motion import Motion, _default_body
+
+__all__ = [
+    "names", "make", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion", "JOINT_LIMITS",
+    "ground", "heading_matrix",
+]
+
+# SMPL joint index -> (min, max) Euler XYZ angles in radians of its local rotation (anatomical ranges,
+# loose: they catch a sign error or a runaway angle, not a subtle pose)
+_INF = math.pi
+JOINT_LIMITS: dict[int, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    1: ((-2.2, -0.6, -0.8), (0.8, 0.8, 1.0)),   # left hip
+    2: ((-2.2, -0.8, -1.0), (0.8, 0.6, 0.8)),   # right hip
+    3: ((-0.5, -0.6, -0.4), (0.9, 0.6, 0.4)),   # spine1
+    4: ((-0.05, -0.3, -0.3), (2.6, 0.3, 0.3)),  # left knee: bends one way
+    5: ((-0.05, -0.3, -0.3), (2.6, 0.3, 0.3)),  # right knee
+    6: ((-0.4, -0.5, -0.3), (0.6, 0.5, 0.3)),   # spine2
+    7: ((-0.8, -0.4, -0.4), (0.9, 0.4, 0.4)),   # left ankle
+    8: ((-0.8, -0.4, -0.4), (0.9, 0.4, 0.4)),   # right ankle
+    9: ((-0.4, -0.5, -0.3), (0.6, 0.5, 0.3)),   # spine3
+    10: ((-0.6, -0.2, -0.2), (0.6, 0.2, 0.2)),  # left foot (toes)
+    11: ((-0.6, -0.2, -0.2), (0.6, 0.2, 0.2)),  # right foot
+    12: ((-0.6, -0.6, -0.4), (0.7, 0.6, 0.4)),  # neck
+    13: ((-0.3, -0.4, -0.3), (0.3, 0.4, 0.5)),  # left collar
+    14: ((-0.3, -0.4, -0.5), (0.3, 0.4, 0.3)),  # right collar
+    15: ((-0.5, -0.7, -0.4), (0.6, 0.7, 0.4)),  # head
+    16: ((-1.6, -1.6, -1.6), (1.6, 1.2, 1.6)),  # left shoulder
+    17: ((-1.6, -1.2, -1.6), (1.6, 1.6, 1.6)),  # right shoulder
+    18: ((-0.3, -2.6, -0.3), (0.3, 0.05, 0.3)),  # left elbow: folds forward only (negative Y)
+    19: ((-0.3, -0.05, -0.3), (0.3, 2.6, 0.3)),  # right elbow: positive Y
+    20: ((-0.8, -0.6, -0.8), (0.8, 0.6, 0.8)),  # left wrist
+    21: ((-0.8, -0.6, -0.8), (0.8, 0.6, 0.8)),  # right wrist
+    22: ((-0.5, -0.5, -0.5), (0.5, 0.5, 0.5)),  # left hand
+    23: ((-0.5, -0.5, -0.5), (0.5, 0.5, 0.5)),  # right hand
+}
+
+
+class _Pose:
+    """Builder of ``body_pose`` from per-joint Euler XYZ angle curves ``(F,)`` in radians."""
+
+    def __init__(self, F: int):
+        self.F = F
+        self.euler = torch.zeros(F, 24, 3, dtype=torch.float64)
+
+    def set(self, joint: int, x=0.0, y=0.0, z=0.0):
+        for k, v in enumerate((x, y, z)):
+            self.euler[:, joint, k] += torch.as_tensor(v, dtype=torch.float64)
+        return self
+
+    def arms_down(self, angle=1.25):
+        return self.set(16, z=-angle).set(17, z=angle)
+
+    def body_pose(self) -> torch.Tensor:
+        return matrix_to_axis_angle(euler_to_matrix(self.euler[:, 1:], "XYZ")).float()
+
+
+def heading_matrix(degrees: float) -> torch.Tensor:
+    """Rotation about +Y by ``degrees`` (0 faces +Z, the default camera; 90 faces +X)."""
+    a = math.radians(degrees)
+    return torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+
+
+def ground(motion: Motion, body=None, airborne: torch.Tensor | None = None) -> Motion:
+    """Shift ``transl.y`` per frame so the body's lowest vertex touches ``y = 0``.
+
+    ``airborne (F,)`` metres are added back afterwards (a jump's flight). ``body`` defaults to the
+    default body.
+    """
+    body = body if body is not None else _default_body()
+    with torch.no_grad():
+        v = body(betas=motion.betas[None], global_orient=motion.global_orient, body_pose=motion.body_pose,
+                 transl=motion.transl).vertices
+    low = v[..., 1].min(dim=1).values
+    tr = motion.transl.clone()
+    tr[:, 1] -= low
+    if airborne is not None:
+        tr[:, 1] += airborne
+    return motion.copy(transl=tr)
+
+
+def _time(seconds: float, fps: float):
+    if not (seconds > 0 and fps > 0):
+        raise AmgError(f"motion library: seconds={seconds} and fps={fps} must be positive")
+    F = max(2, int(round(seconds * fps)))
+    return F, torch.arange(F, dtype=torch.float64) / fps
+
+
+def _smooth_step(x):
+    x = x.clamp(0, 1)
+    return x * x * (3 - 2 * x)
+
+
+def _finish(pose: _Pose, fps, name, forward=None, heading=0.0, yaw=None, airborne=None, body=None,
+            betas=None) -> Motion:
+    """Apply heading and travel, then ground. ``forward (F,)`` metres travelled along the facing."""
+    F = pose.F
+    body = body if body is not None else _default_body()
+    betas = torch.zeros(body.num_betas) if betas is None else torch.as_tensor(betas, dtype=torch.float32)
+    yaw_f = torch.zeros(F, dtype=torch.float64) if yaw is None else torch.as_tensor(yaw, dtype=torch.float64)
+    root = euler_to_matrix(pose.euler[:, 0], "XYZ")
+    R = torch.stack([heading_matrix(heading + math.degrees(float(a))).double() for a in yaw_f]) @ root
+    transl = torch.zeros(F, 3, dtype=torch.float64)
+    if forward is not None:
+        transl += torch.as_tensor(forward, dtype=torch.float64)[:, None] * heading_matrix(heading).double()[:, 2]
+    m = Motion(fps, betas, matrix_to_axis_angle(R).float(), pose.body_pose(), transl.float(), name=name)
+    return ground(m, body, airborne)
+
+
+# ---- one-person motions -----------------------------------------------------------------------------
+
+def idle(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Standing, breathing, weight shifting, arms relaxed."""
+    F, t = _time(seconds, fps)
+    w = 2 * math.pi * 0.25 * speed * t
+    p = _Pose(F).arms_down(1.2 + 0.03 * torch.sin(w))
+    p.set(18, y=-0.15).set(19, y=0.15)
+    p.set(0, z=0.03 * torch.sin(w)).set(1, z=-0.03 * torch.sin(w)).set(2, z=-0.03 * torch.sin(w))
+    p.set(3, x=0.02 * torch.sin(2 * w)).set(9, x=0.02 * torch.sin(2 * w + 1))
+    p.set(15, y=0.15 * torch.sin(0.5 * w))
+    return _finish(p, fps, "idle", heading=direction, body=body)
+
+
+def _gait(t, speed, cadence, hip_amp, knee_amp, arm_amp, elbow, lean, bounce_knee=0.0):
+    F = len(t)
+    ph = 2 * math.pi * cadence * speed * t
+    p = _Pose(F).arms_down(1.25)
+    s, c = torch.sin(ph), torch.cos(ph)
+    # hips swing in antiphase; each knee bends while its leg swings forward (late swing phase)
+    p.set(1, x=-hip_amp * s).set(2, x=hip_amp * s)
+    p.set(4, x=bounce_knee + knee_amp * torch.clamp(torch.sin(ph - 0.8), min=0))
+    p.set(5, x=bounce_knee + knee_amp * torch.clamp(torch.sin(ph + math.pi - 0.8), min=0))
+    p.set(7, x=0.15 * torch.clamp(-c, min=0)).set(8, x=0.15 * torch.clamp(c, min=0))
+    # arms swing against the legs: left arm forward (negative Y) when the right leg is forward
+    p.set(16, y=arm_amp * s).set(17, y=arm_amp * s)
+    p.set(18, y=-elbow - 0.2 * torch.clamp(-s, min=0)).set(19, y=elbow + 0.2 * torch.clamp(s, min=0))
+    p.set(3, x=lean, y=0.06 * s).set(9, y=-0.08 * s)
+    p.set(0, y=0.05 * s)
+    return p, ph
+
+
+def walk(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Walking forward along the heading at about 1.2 m/s (times ``speed``)."""
+    F, t = _time(seconds, fps)
+    p, _ = _gait(t, speed, cadence=0.9, hip_amp=0.4, knee_amp=0.9, arm_amp=0.35, elbow=0.2, lean=0.05)
+    return _finish(p, fps, "walk", forward=1.25 * speed * t, heading=direction, body=body)
+
+
+def run(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Running at about 3 m/s (times ``speed``), arms bent and pumping."""
+    F, t = _time(seconds, fps)
+    p, _ = _gait(t, speed, cadence=1.4, hip_amp=0.65, knee_amp=1.7, arm_amp=0.6, elbow=1.3, lean=0.2,
+                 bounce_knee=0.15)
+    return _finish(p, fps, "run", forward=3.0 * speed * t, heading=direction, body=body)
+
+
+def jump(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Jumping on the spot with both arms raised overhead; one jump per 1.2 s (divided by ``speed``)."""
+    F, t = _time(seconds, fps)
+    period = 1.2 / speed
+    u = torch.remainder(t, period) / period  # 0..1 per jump: crouch, push, flight, land
+    crouch = torch.exp(-((u - 0.25) / 0.1) ** 2) + torch.exp(-((u - 0.95) / 0.06) ** 2)
+    flight_u = ((u - 0.4) / 0.4).clamp(0, 1)
+    air = 0.35 * 4 * flight_u * (1 - flight_u)  # ballistic arc, 35 cm apex
+    raise_arms = 1.25 + 0.2 * torch.sin(math.pi * flight_u)  # from overhead-ish to fully up in the air
+    p = _Pose(F)
+    p.set(16, z=raise_arms).set(17, z=-raise_arms)  # arms up: left +Z, right -Z
+    p.set(18, y=-0.15).set(19, y=0.15)
+    p.set(1, x=-0.9 * crouch).set(2, x=-0.9 * crouch)
+    p.set(4, x=1.5 * crouch).set(5, x=1.5 * crouch)
+    p.set(7, x=-0.55 * crouch + 0.4 * (air > 0)).set(8, x=-0.55 * crouch + 0.4 * (air > 0))
+    p.set(3, x=0.35 * crouch)
+    return _finish(p, fps, "jump", heading=direction, airborne=air, body=body)
+
+
+def wave(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Waving the right hand: upper arm out to the side and rolled back, forearm up and swaying."""
+    F, t = _time(seconds, fps)
+    ph = 2 * math.pi * 1.5 * speed * t
+    up = _smooth_step(t / 0.6)
+    p = _Pose(F)
+    p.set(16, z=-1.2).set(18, y=-0.2)
+    # rolling the horizontal upper arm about its own axis turns the elbow's forward fold into an upward
+    # one, so the wave is just the elbow opening and closing in the frontal plane
+    p.set(17, x=-1.5 * up, z=1.2 * (1 - up))
+    p.set(19, y=(1.6 + 0.35 * torch.sin(ph)) * up)
+    p.set(15, y=-0.15 * up)
+    return _finish(p, fps, "wave", heading=direction, body=body)
+
+
+def dance(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None, phase=0.0):
+    """A grooving dance: knee bounce on the beat, hip sway, arms swinging overhead and down."""
+    F, t = _time(seconds, fps)
+    beat = 2 * math.pi * 1.0 * speed * t + phase
+    bounce = 0.5 * (1 - torch.cos(2 * beat))
+    p = _Pose(F)
+    p.set(1, x=-0.3 * bounce, z=0.1).set(2, x=-0.3 * bounce, z=-0.1)
+    p.set(4, x=0.55 * bounce).set(5, x=0.55 * bounce)
+    p.set(7, x=-0.25 * bounce).set(8, x=-0.25 * bounce)
+    p.set(0, z=0.08 * torch.sin(beat), y=0.25 * torch.sin(beat))
+    p.set(3, z=-0.1 * torch.sin(beat)).set(9, z=-0.1 * torch.sin(beat), y=-0.2 * torch.sin(beat))
+    p.set(16, z=0.2 + 0.8 * torch.sin(beat), y=-0.4).set(17, z=-0.2 + 0.8 * torch.sin(beat), y=0.4)
+    p.set(18, y=-0.9 - 0.4 * torch.cos(beat)).set(19, y=0.9 + 0.4 * torch.cos(beat))
+    p.set(15, x=0.1 * torch.sin(2 * beat))
+    return _finish(p, fps, "dance", heading=direction, body=body)
+
+
+def _guard(p: _Pose):
+    """Boxing guard: fists up in front of the chin, elbows down, knees soft, slight crouch."""
+    p.set(16, z=-0.95, y=-0.75).set(17, z=0.95, y=0.75)
+    p.set(18, y=-2.1).set(19, y=2.1)
+    p.set(1, x=-0.25, z=0.15).set(2, x=-0.25, z=-0.15).set(4, x=0.45).set(5, x=0.45)
+    p.set(7, x=-0.2).set(8, x=-0.2).set(3, x=0.12).set(12, x=-0.1).set(15, x=-0.05)
+    return p
+
+
+def box(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None, phase=0.0):
+    """Boxing: guard stance, alternating straight punches (jab with the left, cross with the right)."""
+    F, t = _time(seconds, fps)
+    period = 0.9 / speed
+    u = torch.remainder(t + phase * period, 2 * period) / period  # 0..2: left punch in 0..1, right in 1..2
+    lp = torch.exp(-((u - 0.5) / 0.15) ** 2)
+    rp = torch.exp(-((u - 1.5) / 0.15) ** 2)
+    p = _guard(_Pose(F))
+    # a punch extends the elbow and lifts the upper arm forward to shoulder height
+    p.set(16, z=0.85 * lp, y=-0.7 * lp).set(18, y=2.0 * lp)
+    p.set(17, z=-0.85 * rp, y=0.7 * rp).set(19, y=-2.0 * rp)
+    p.set(9, y=0.3 * rp - 0.3 * lp).set(3, y=0.15 * rp - 0.15 * lp)
+    return _finish(p, fps, "box", heading=direction, body=body)
+
+
+def fence(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Fencing: en garde side stance, sword arm forward, repeated lunges."""
+    F, t = _time(seconds, fps)
+    period = 1.5 / speed
+    u = torch.remainder(t, period) / period
+    lunge = torch.exp(-((u - 0.5) / 0.15) ** 2)
+    p = _Pose(F)
+    p.set(0, y=0.6)  # the body turns side-on, right side leading along the heading
+    p.set(2, x=-0.5 - 0.6 * lunge, y=-0.3).set(5, x=0.5 + 0.3 * lunge)  # front (right) leg
+    p.set(1, x=0.25 + 0.2 * lunge, z=0.25).set(4, x=0.4 - 0.3 * lunge)  # back (left) leg
+    p.set(8, x=-0.2).set(7, x=-0.1)
+    p.set(17, z=0.35 - 0.35 * lunge, y=0.6 + 0.15 * lunge).set(19, y=0.6 - 0.55 * lunge)  # sword arm
+    p.set(16, z=1.1, y=0.2).set(18, y=-1.5)  # back arm raised and bent
+    p.set(12, y=-0.4).set(15, y=-0.3)  # head looks along the blade
+    return _finish(p, fps, "fence", heading=direction, forward=0.35 * lunge, body=body)
+
+
+def turn_around(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Turning 180 degrees on the spot with small steps, arms relaxed."""
+    F, t = _time(seconds, fps)
+    T = min(2.0 / speed, float(t[-1]) if F > 1 else 1.0)
+    u = _smooth_step(t / T)
+    step = torch.sin(2 * math.pi * 2.0 * t / T) * (u > 0) * (u < 1)
+    p = _Pose(F).arms_down(1.2)
+    p.set(18, y=-0.2).set(19, y=0.2)
+    p.set(1, x=-0.25 * step.clamp(min=0)).set(4, x=0.5 * step.clamp(min=0))
+    p.set(2, x=0.25 * step.clamp(max=0)).set(5, x=-0.5 * step.clamp(max=0))
+    p.set(12, y=0.3 * torch.sin(math.pi * u))
+    return _finish(p, fps, "turn_around", heading=direction, yaw=math.pi * u, body=body)
+
+
+def sit_down(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """From standing, lowering into a seated pose (thighs level, as on a chair) and staying there."""
+    F, t = _time(seconds, fps)
+    u = _smooth_step((t - 0.3) / (1.6 / speed))
+    p = _Pose(F).arms_down(1.2 - 0.2 * u)
+    p.set(1, x=-1.5 * u).set(2, x=-1.5 * u)
+    p.set(4, x=1.5 * u).set(5, x=1.5 * u)
+    p.set(3, x=0.35 * u * (1 - u) * 4)  # leaning forward while lowering
+    p.set(16, y=-0.4 * u).set(17, y=0.4 * u).set(18, y=-0.6 * u).set(19, y=0.6 * u)  # hands onto the thighs
+    return _finish(p, fps, "sit_down", heading=direction, forward=-0.25 * u, body=body)
+
+
+# ---- interactions -----------------------------------------------------------------------------------
+
+def _facing_pair(a: Motion, b: Motion, distance: float, direction: float) -> list[Motion]:
+    """Place ``a`` and ``b`` (both authored at the origin facing +Z) facing each other ``distance`` apart
+    along the axis perpendicular to ``direction`` (so a camera looking along the heading sees both)."""
+    out = []
+    for m, side in ((a, -1.0), (b, 1.0)):
+        turned = m.transformed(heading_matrix(direction - side * 90.0))
+        offset = heading_matrix(direction) @ torch.tensor([side * distance / 2, 0.0, 0.0])
+        out.append(turned.copy(transl=turned.transl + offset))
+    return out
+
+
+def dance_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Two people dancing facing each other, 1.4 m apart, one half a beat behind the other."""
+    a = dance(seconds, fps, speed, 0.0, body)
+    b = dance(seconds, fps, speed, 0.0, body, phase=math.pi / 2)
+    return _facing_pair(a.copy(name="dance_pair/0"), b.copy(name="dance_pair/1"), 1.4, direction)
+
+
+def box_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Two boxers facing each other, 1.3 m apart, trading punches in turn."""
+    a = box(seconds, fps, speed, 0.0, body)
+    b = box(seconds, fps, speed, 0.0, body, phase=0.5)
+    return _facing_pair(a.copy(name="box_pair/0"), b.copy(name="box_pair/1"), 1.3, direction)
+
+
+def handshake(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Two people facing each other shaking right hands: reach, shake, release.
+
+    Their distance and sideways offset are chosen so the right hands meet at full reach (measured on
+    the body used for grounding).
+    """
+    body = body if body is not None else _default_body()
+    F, t = _time(seconds, fps)
+    reach = _smooth_step((t - 0.2) / (0.8 / speed)) * _smooth_step((seconds - 0.3 - t) / 0.6)
+    shake = 0.12 * torch.sin(2 * math.pi * 2.5 * speed * t) * reach
+    p = _Pose(F).arms_down(1.2)
+    p.set(17, z=-0.45 * reach, y=0.95 * reach)  # right upper arm forward and down
+    p.set(19, y=0.55 * reach + shake)  # forearm raised to meet the partner's; the shake pumps it
+    p.set(18, y=-0.2).set(3, x=0.08 * reach).set(12, x=0.15 * reach)
+    m = _finish(p, fps, "handshake", body=body)
+    with torch.no_grad():
+        out = body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl)
+    k = int(torch.argmax(reach))
+    hand = out.joints[k, 23]
+    # facing each other at distance d, the hands (reach hz ahead, hx to the side) meet when d = 2 hz and
+    # each person steps hx along its own left
+    pair = _facing_pair(m.copy(name="handshake/0"), m.copy(name="handshake/1"), 2 * float(hand[2]) + 0.02,
+                        direction)
+    shift = heading_matrix(direction) @ torch.tensor([0.0, 0.0, float(hand[0])])
+    pair[0] = pair[0].copy(transl=pair[0].transl + shift)
+    pair[1] = pair[1].copy(transl=pair[1].transl - shift)
+    return pair
+
+
+_LIBRARY: dict[str, Callable] = {
+    "idle": idle, "walk": walk, "run": run, "jump": jump, "wave": wave, "dance": dance, "box": box,
+    "fence": fence, "turn_around": turn_around, "sit_down": sit_down,
+    "dance_pair": dance_pair, "box_pair": box_pair, "handshake": handshake,
+}
+_PAIRS = {"dance_pair", "box_pair", "handshake"}
+
+
+def names() -> list[str]:
+    """Names :func:`make` accepts (one-person motions first, then interactions)."""
+    return [n for n in _LIBRARY if n not in _PAIRS] + [n for n in _LIBRARY if n in _PAIRS]
+
+
+def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
+         body=None) -> Motion | list[Motion]:
+    """Build a library motion.
+
+    Args:
+        name: one of :func:`names`.
+        seconds, fps: length and frame rate.
+        speed: tempo multiplier (0.5 half speed; travel speed scales too).
+        direction: heading in degrees about +Y (0 faces +Z, the default camera; 90 faces +X).
+        body: the :class:`~avatars.body.BodyModel` used for grounding (default body when omitted).
+    Returns:
+        A Motion, or for interactions a list of Motions in one world.
+    """
+    if name not in _LIBRARY:
+        raise AmgError(f"motion {name!r}: unknown; expected one of {', '.join(names())}")
+    if not (speed > 0 and math.isfinite(speed)):
+        raise AmgError(f"motion {name!r}: speed {speed} must be positive")
+    return _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
+
+
+# ---- text to motion ---------------------------------------------------------------------------------
+
+class TextToMotion(ABC):
+    """Prompt -> SMPL motions for the people in it, in one world (Y-up, metres).
+
+    A learned model (e.g. InterGen producing SMPL parameters) implements ``__call__``; the output
+    contract is that of :func:`from_text`.
+    """
+
+    @abstractmethod
+    def __call__(self, text: str, seconds: float = 3.0, fps: float = 30.0,
+                 num_people: int | None = None) -> list[Motion]:
+        """One :class:`Motion` per person, all ``round(seconds * fps)`` frames at ``fps``."""
+
+
+_VERBS = [  # (pattern, motion); first match wins, so multi-word phrases come first
+    (r"shak\w* hands|handshake|shake hands|greet\w*", "handshake"),
+    (r"turn\w* around|turns? round|spin\w*|turn\w*", "turn_around"),
+    (r"sit\w*|sat|seat\w*", "sit_down"),
+    (r"box\w*|punch\w*|spar\w*|fight\w*", "box"),
+    (r"fenc\w*|sword\w*|duel\w*", "fence"),
+    (r"danc\w*|grooving|boogie", "dance"),
+    (r"wav\w*|greet", "wave"),
+    (r"jump\w*|hop\w*|leap\w*|bounc\w*", "jump"),
+    (r"run\w*|ran|jog\w*|sprint\w*|rush\w*", "run"),
+    (r"walk\w*|stroll\w*|wander\w*|march\w*|pac(e|es|ing)|stepp?\w*", "walk"),
+    (r"stand\w*|stood|idl\w*|wait\w*|pos\w*|look\w*|talk\w*", "idle"),
+]
+_ADVERBS = {
+    "slowly": 0.6, "slow": 0.6, "leisurely": 0.6, "gently": 0.7, "calmly": 0.7, "lazily": 0.6,
+    "quickly": 1.5, "fast": 1.5, "rapidly": 1.6, "energetically": 1.3, "briskly": 1.3, "hurriedly": 1.5,
+    "vigorously": 1.3,
+}
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "a couple of": 2, "both": 2}
+_PERSON = r"(?:people|persons|men|women|kids|children|boys|girls|dancers|boxers|fencers|friends|players|" \
+          r"person|man|woman|kid|child|boy|girl|dancer|boxer|fencer|friend|player|someone|he|she|lady|guy)"
+_SINGLE = r"(?:a|an|one|the)\s+(?:\w+\s+){0,2}?" + r"(?:person|man|woman|kid|child|boy|girl|dancer|boxer|fencer|" \
+          r"friend|player|lady|guy)\b"
+_DIRECTIONS = [(r"towards? (?:the )?camera|to the viewer", 0.0), (r"away(?: from the camera)?", 180.0),
+               (r"to the left|leftwards?", -90.0), (r"to the right|rightwards?", 90.0)]
+
+
+def parse_text(text: str, num_people: int | None = None) -> dict:
+    """What :func:`from_text` reads from a prompt: motion names, speed, heading and number of people.
+
+    Returns ``{"motions": [names...], "speed": float, "direction": degrees, "num_people": int,
+    "unknown": bool}``; ``unknown`` is true when no verb matched (the motion falls back to idle).
+    """
+    low = " " + text.lower() + " "
+    found = []
+    for pat, name in _VERBS:
+        for mm in re.finditer(r"\b(?:" + pat + r")\b", low):
+            found.append((mm.start(), name))
+    seen, motions = set(), []
+    for _, n in sorted(found):
+        if n not in seen:
+            seen.add(n)
+            motions.append(n)
+    speed = 1.0
+    for w, f in _ADVERBS.items():
+        if re.search(r"\b" + w + r"\b", low):
+            speed *= f
+    direction = 0.0
+    for pat, deg in _DIRECTIONS:
+        if re.search(r"\b(?:" + pat + r")\b", low):
+            direction = deg
+            break
+    if num_people is None:
+        num_people = 1
+        counted = False
+        for w, n in _NUMBERS.items():
+            if re.search(r"\b" + w + r"\s+(?:\w+\s+)?" + _PERSON + r"\b", low) or (w == "both" and " both " in low):
+                num_people, counted = max(num_people, n), True
+        mm = re.search(r"\b(\d+)\s+(?:\w+\s+)?" + _PERSON + r"\b", low)
+        if mm:
+            num_people, counted = int(mm.group(1)), True
+        if not counted:
+            singles = re.findall(_SINGLE, low)
+            if len(singles) >= 2 or re.search(r"\b(couple|pair|together|each other|one another)\b", low):
+                num_people = max(2, len(singles))
+    return {"motions": motions or ["idle"], "speed": speed, "direction": direction,
+            "num_people": max(1, int(num_people)), "unknown": not motions}
+
+
+def from_text(text: str, seconds: float = 3.0, fps: float = 30.0, num_people: int | None = None,
+              body=None) -> list[Motion]:
+    """Pick, parameterise and place library motions from a prompt.
+
+    The first verb chooses the motion ("walks", "is boxing"), adverbs scale the tempo ("slowly" 0.6x,
+    "quickly" 1.5x), "towards the camera"/"to the left" set the heading, and the number of people comes
+    from phrases such as "two people" or "a woman and a man" (or ``num_people``). Two people who dance,
+    box or greet get the interaction (facing each other); otherwise several people do the motion side
+    by side, 1 m apart, with staggered tempo. An unknown verb gives idle with a warning.
+    """
+    info = parse_text(text, num_people)
+    if info["unknown"]:
+        warnings.warn(f"from_text: no known action in {text!r}; using idle "
+                      f"(known: {', '.join(names())})", stacklevel=2)
+    name, speed, direction, n = info["motions"][0], info["speed"], info["direction"], info["num_people"]
+    pair = {"dance": "dance_pair", "box": "box_pair", "handshake": "handshake"}
+    if n == 2 and name in pair:
+        return list(make(pair[name], seconds=seconds, fps=fps, speed=speed, direction=direction, body=body))
+    if name == "handshake":  # a greeting without a partner
+        name = "wave"
+    out = []
+    for i in range(n):
+        m = make(name, seconds=seconds, fps=fps, speed=speed * (1.0 + 0.05 * i), direction=direction, body=body)
+        R = heading_matrix(direction)
+        offset = R @ torch.tensor([(i - (n - 1) / 2) * 1.0, 0.0, 0.0])
+        out.append(m.copy(transl=m.transl + offset, name=f"{name}/{i}" if n > 1 else name))
+    return out
+
+
+class RuleBasedTextToMotion(TextToMotion):
+    """:class:`TextToMotion` backed by the procedural library (:func:`from_text`)."""
+
+    def __init__(self, body=None):
+        self.body = body
+
+    def __call__(self, text, seconds=3.0, fps=30.0, num_people=None):
+        return from_text(text, seconds=seconds, fps=fps, num_people=num_people, body=self.body)
