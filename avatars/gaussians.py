@@ -126,7 +126,13 @@ class GaussianAvatar:
         s_t = torch.full((n_surf,), 0.75 * spacing)
         scales = torch.stack([s_t, s_t, torch.full((n_surf,), 0.2 * spacing)], -1)
 
+        # baked soft key light from above-front, so limbs and folds read in 3D
+        light = torch.nn.functional.normalize(torch.tensor([0.3, 0.8, 0.6]), dim=0)
+        color = color * (0.72 + 0.28 * (normal @ light).clamp_min(0))[:, None]
         parts = [(fid, bary, offsets, w, quats, scales, color)]
+        face = _face_features(region, rest_v, faces, W, spacing, app)
+        if face is not None:
+            parts.append(face)
         if extra.get("skirt"):
             parts.append(_skirt(region, rest_v, faces, W, extra["skirt"], spacing, gen))
         if extra.get("hair"):
@@ -371,7 +377,9 @@ class _Regions:
         # hair cap: the top and back of the head
         if app.hair_length != "bald":
             rel = p - self.head
-            cap = is_head & ((rel[:, 1] > 0.045) | ((rel[:, 2] < -0.01) & (rel[:, 1] > -0.05)))
+            # crown and back of the head, the sides above the ears, the front only above the hairline
+            cap = is_head & ((rel[:, 1] > 0.105) | ((rel[:, 2] < -0.01) & (rel[:, 1] > -0.05)) |
+                             ((rel[:, 2] < 0.04) & (rel[:, 1] > 0.045) & (rel[:, 0].abs() > 0.05)))
             if app.hair_length in ("long", "shoulder"):
                 cap = cap | (is_head & (rel[:, 2] < 0.02) & (rel[:, 1] > -0.02) & (rel[:, 0].abs() > 0.06))
             paint(cap, app.hair_color, 0.012)
@@ -391,6 +399,38 @@ def _bind_free_points(points: torch.Tensor, rest_v: torch.Tensor, faces: torch.T
         onehot[:, pull] = 1
         w = (1 - pull_amount) * w + pull_amount * onehot
     return fid, bary, points - closest, w
+
+
+def _face_features(region: "_Regions", rest_v, faces, W, spacing: float, app: Appearance):
+    """Eyes, brows and mouth as small flat Gaussians on the front of the head, placed from the nose tip
+    (the most forward head vertex), so a face reads as a face and front from back."""
+    head = region.head
+    sel = (rest_v[:, 1] > float(head[1]) - 0.02) & (rest_v[:, 1] < float(head[1]) + 0.15) & \
+          ((rest_v[:, 0] - head[0]).abs() < 0.05)
+    if int(sel.sum()) < 10:
+        return None
+    cand = rest_v[sel]
+    nose = cand[cand[:, 2].argmax()]
+    feats = [((-0.032, 0.035), (0.04, 0.03, 0.03), (0.011, 0.007)), ((0.032, 0.035), (0.04, 0.03, 0.03), (0.011, 0.007)),
+             ((-0.033, 0.055), tuple(0.6 * c for c in app.hair_color), (0.014, 0.003)),
+             ((0.033, 0.055), tuple(0.6 * c for c in app.hair_color), (0.014, 0.003)),
+             ((0.0, -0.038), (0.62, 0.25, 0.25), (0.016, 0.005))]
+    pts, cols, sc = [], [], []
+    for (dx, dy), col, (sx, sy) in feats:
+        target = nose[:2] + torch.tensor([dx, dy])
+        near = (rest_v[:, 0] - target[0]).abs().lt(0.012) & (rest_v[:, 1] - target[1]).abs().lt(0.012) & sel
+        if not near.any():
+            continue
+        z = float(rest_v[near, 2].max()) + 0.004
+        pts.append([float(target[0]), float(target[1]), z])
+        cols.append(col)
+        sc.append([sx, sy, 0.002])
+    if not pts:
+        return None
+    pts = torch.tensor(pts)
+    fid, bary, off, w = _bind_free_points(pts, rest_v, faces, W, pull=_HEAD, pull_amount=1.0)
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(len(pts), 4).clone()
+    return fid, bary, off, w, quats, torch.tensor(sc), torch.tensor(cols, dtype=torch.float32)
 
 
 def _skirt(region: _Regions, rest_v, faces, W, n: int, spacing: float, gen):
