@@ -77,40 +77,46 @@ def surface_gaussians(mesh, face_colors, n: int, seed: int = 0) -> Gaussians:
                      torch.tensor(colors, dtype=torch.float32))
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall-clock and process-CPU seconds per call (CPU time is steadier on a shared machine)."""
     out = fn()  # warm-up (allocator, OpenGL context, lazy imports)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--counts", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     mesh, face_colors = humanoid()
     cam = Camera.look_at((0.6, 1.1, 2.6), (0.0, 0.9, 0.0), fov_deg=45, width=256, height=256)
 
-    t_mesh, mo = timed(lambda: render_mesh(mesh.vertices, mesh.faces, cam, colors=(0.8, 0.7, 0.3)), args.repeats)
-    print(f"threads {torch.get_num_threads()}  pyrender mesh 256x256 ({len(mesh.faces)} faces): "
-          f"{t_mesh * 1e3:.1f} ms/frame")
+    t_mesh, c_mesh, mo = timed(lambda: render_mesh(mesh.vertices, mesh.faces, cam, colors=(0.8, 0.7, 0.3)),
+                               args.repeats)
+    print(f"torch threads {torch.get_num_threads()}; pyrender mesh 256x256 ({len(mesh.faces)} faces): "
+          f"wall {t_mesh * 1e3:.1f} ms/frame, cpu {c_mesh * 1e3:.1f} ms/frame")
     for n in args.counts:
         g = surface_gaussians(mesh, face_colors, n)
-        t_g, go = timed(lambda: rasterize(g, cam, backend="cpu"), args.repeats)
+        t_g, c_g, go = timed(lambda: rasterize(g, cam, backend="cpu"), args.repeats)
         iou = ((go.alpha > 0.5) & (mo.alpha > 0.5)).sum() / ((go.alpha > 0.5) | (mo.alpha > 0.5)).sum()
-        print(f"cpu gaussians 256x256 n={n:>6}: {t_g * 1e3:7.1f} ms/frame  ratio vs pyrender {t_g / t_mesh:5.2f}  "
-              f"silhouette IoU {float(iou):.3f}")
+        print(f"cpu gaussians 256x256 n={n:>6}: wall {t_g * 1e3:7.1f} ms/frame (ratio vs pyrender {t_g / t_mesh:5.2f}), "
+              f"cpu {c_g * 1e3:7.1f} ms/frame (ratio {c_g / c_mesh:5.2f}); silhouette IoU {float(iou):.3f}")
 
     from reference_gaussian import rasterize_dense
 
     small = Camera.look_at((0.6, 1.1, 2.6), (0.0, 0.9, 0.0), fov_deg=45, width=128, height=128)
     g = surface_gaussians(mesh, face_colors, 2000, seed=1)
-    t_fast, fo = timed(lambda: rasterize(g, small, backend="cpu"), args.repeats)
+    t_fast, _, fo = timed(lambda: rasterize(g, small, backend="cpu"), args.repeats)
     t0 = time.perf_counter()
     with torch.no_grad():
         do = rasterize_dense(g, small)
