@@ -139,7 +139,8 @@ def _instance_masks(tracking: TrackingResult, detections, F: int, H: int, W: int
 
 def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None, body=None,
                    estimator: PoseEstimator | None = None, num_poses: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
-                   max_gap: int = 3, min_fraction: float = 0.25, fit: FitConfig | dict | None = None,
+                   max_gap: int = 3, max_lost: int = 8, min_fraction: float = 0.25,
+                   fit: FitConfig | dict | None = None,
                    previous: ExtractionResult | None = None, progress: bool = False) -> ExtractionResult:
     """Find, track and fit the people in a clip.
 
@@ -150,7 +151,7 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
             uncalibrated camera with ``fov_deg`` across the long side (see ``video.default_camera``).
         body: the ``BodyModel`` to fit; default the embedded default body.
         estimator: a :class:`PoseEstimator` to reuse; default one with ``num_poses``.
-        max_gap, min_fraction: tracking (see :func:`reconstruction.track.track_people`).
+        max_gap, max_lost, min_fraction: tracking (see :func:`reconstruction.track.track_people`).
         fit: :class:`FitConfig` or its fields as a dict.
         previous: the result of the previous window of the same shot: fits of tracks with the same id
             warm-start this window's.
@@ -176,7 +177,7 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
     seconds["pose"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tracking = track_people(detections, max_gap=max_gap, min_fraction=min_fraction)
+    tracking = track_people(detections, max_gap=max_gap, max_lost=max_lost, min_fraction=min_fraction)
     seconds["track"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

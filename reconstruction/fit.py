@@ -521,9 +521,15 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
             loss.backward()
             opt.step()
 
-    if init is None or init.global_orient.shape[0] != F:
-        run([go, tr], cfg.orient_iterations)
-    run([go, tr, pose, betas], cfg.iterations)
+    threads = torch.get_num_threads()
+    # the tensors are tiny: intra-op threads only add synchronisation (10x slower on a busy machine)
+    torch.set_num_threads(1)
+    try:
+        if init is None or init.global_orient.shape[0] != F:
+            run([go, tr], cfg.orient_iterations)
+        run([go, tr, pose, betas], cfg.iterations)
+    finally:
+        torch.set_num_threads(threads)
 
     with torch.no_grad():
         joints, pts = bk(betas, go, pose, tr)
