@@ -58,7 +58,9 @@ class LbsOutput:
 
 def blend_shapes(betas: torch.Tensor, shapedirs: torch.Tensor) -> torch.Tensor:
     """Per-vertex shape offsets: ``betas (B, NB)`` x ``shapedirs (V, 3, NB)`` -> ``(B, V, 3)`` metres."""
-    return torch.einsum("bl,mkl->bmk", betas, shapedirs)
+    V, _, NB = shapedirs.shape
+    # one GEMM against the transposed view; einsum picks a batched path that is several times slower
+    return (betas @ shapedirs.reshape(V * 3, NB).T).view(betas.shape[0], V, 3)
 
 
 def vertices2joints(J_regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
@@ -123,7 +125,9 @@ def skin_vertices(vertices: torch.Tensor, weights: torch.Tensor, skin_transforms
     B, J = skin_transforms.shape[:2]
     A = skin_transforms[:, :, :3, :].reshape(B, J, 12)
     T = torch.matmul(weights, A).view(B, -1, 3, 4)  # one GEMM for all vertices
-    return (T[..., :3] @ vertices[..., None])[..., 0] + T[..., 3]
+    # the 3x4 apply as four broadcast multiply-adds: V tiny matmuls cost far more
+    x, y, z = vertices[..., None, 0], vertices[..., None, 1], vertices[..., None, 2]
+    return T[..., 0] * x + T[..., 1] * y + T[..., 2] * z + T[..., 3]
 
 
 def regress_joint_basis(
@@ -196,7 +200,7 @@ def lbs_reference(
     B = max(betas.shape[0], pose.shape[0])
     betas = betas.expand(B, -1)
     rot_mats = (pose if pose.dim() == 4 else axis_angle_to_matrix(pose)).expand(B, -1, -1, -1)
-    v_shaped = v_template + blend_shapes(betas, shapedirs)
+    v_shaped = v_template + torch.einsum("bl,mkl->bmk", betas, shapedirs)
     J = vertices2joints(J_regressor, v_shaped)
     v_posed = v_shaped + (pose_features(rot_mats) @ posedirs).view(B, -1, 3)
     n = J.shape[1]
