@@ -8,7 +8,9 @@ vertices, 24 SMPL joints and per-joint transforms. Two backends run the same mod
 
 SMPL-X files are reduced to SMPL's 24-joint tree (jaw and eyes skin with the head, each hand's fingers
 with the SMPL hand joint, whose regressor is the mean of the four finger-base joints), so that every
-body speaks the same ``body_pose (B, 23, 3)``.
+body speaks the same ``body_pose (B, 23, 3)``. With ``backend="smplx"`` an SMPL-X body runs smplx's
+``SMPLX`` with joints 1..21 of ``body_pose``, flat hands and neutral face: SMPL's hand joints 22/23 have
+no single SMPL-X counterpart, so the two backends agree when those two rotations are zero.
 """
 
 from __future__ import annotations
@@ -297,8 +299,14 @@ class BodyModel(torch.nn.Module):
     # ---- evaluation -------------------------------------------------------------------------------
     def _inputs(self, betas, global_orient, body_pose, transl):
         dev, dt = self.v_template.device, self.v_template.dtype
-        sizes = [x.shape[0] for x in (betas, global_orient, body_pose, transl) if x is not None]
-        B = max(sizes) if sizes else 1
+        # a 1-D betas is one shape for the whole batch: its length is not a batch size
+        inputs = (("betas", betas, None), ("global_orient", global_orient, 3), ("body_pose", body_pose, 69),
+                  ("transl", transl, 3))
+        sizes = {name: _batch(x, width) for name, x, width in inputs}
+        B = max([n for n in sizes.values() if n is not None], default=1)
+        for name, n in sizes.items():
+            if n is not None and n not in (1, B):
+                raise AmgError(f"{name}: batch of {n} does not match the batch of {B} (only 1 broadcasts)")
         if betas is None:
             betas = torch.zeros(B, self.num_betas, device=dev, dtype=dt)
         betas = torch.as_tensor(betas, device=dev, dtype=dt)
@@ -319,11 +327,12 @@ class BodyModel(torch.nn.Module):
         """Pose the body.
 
         Args:
-            betas: ``(B, NB')`` or ``(NB',)`` shape coefficients (zero-padded or cut to ``num_betas``).
+            betas: ``(B, NB')`` or ``(NB',)`` shape coefficients (zero-padded or cut to ``num_betas``); a 1-D
+                betas is one shape shared by the whole batch.
             global_orient: ``(B, 3)`` axis-angle of the root.
             body_pose: ``(B, 23, 3)`` (or ``(B, 69)``) axis-angle of joints 1..23.
             transl: ``(B, 3)`` metres added to everything.
-        Missing inputs are zero; batch sizes of 1 broadcast.
+        Missing inputs are zero; batch sizes of 1 broadcast; other mismatched batch sizes raise AmgError.
         Returns:
             :class:`BodyOutput`.
         """
@@ -367,6 +376,17 @@ class BodyModel(torch.nn.Module):
     def extra_joints(self, vertices: torch.Tensor) -> dict[str, torch.Tensor]:
         """Keypoints read off vertices (nose, eyes, ears, toes, heels, finger tips): name -> ``(B, 3)``."""
         return {k: vertices[:, v] for k, v in self.vertex_ids.items()}
+
+
+def _batch(x, width: int | None) -> int | None:
+    """Batch size of one forward input: rows of ``width`` numbers, or for betas (``width`` None) the
+    leading size of a 2-D tensor; None when the input is absent or un-batched."""
+    if x is None:
+        return None
+    x = torch.as_tensor(x)
+    if width is None:
+        return x.shape[0] if x.dim() >= 2 else None
+    return max(x.numel() // width, 1)
 
 
 def _joints24(smplx_joints, posed, tr, model):

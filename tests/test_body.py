@@ -88,6 +88,37 @@ def test_fast_lbs_matches_reference_and_world_frames(rng):
     assert torch.allclose(moved, fast.joints, atol=1e-5)
 
 
+@pytest.mark.parametrize("B", [1, 3, 6, 11])
+def test_one_dimensional_betas_broadcast_over_the_pose_batch(tmp_path, rng, B):
+    """A shared (NB,) betas with B poses equals the same betas repeated per row, whatever B is relative
+    to NB (the synthetic body has NB = 6, so B = 3 is shorter and B = 11 longer than betas)."""
+    path = tmp_path / "b.npz"
+    write_synthetic_smpl(path, rng)
+    body = BodyModel.load(path)
+    x = random_inputs(B, body.num_betas)
+    shared = x["betas"][0]
+    out = body(betas=shared, global_orient=x["global_orient"], body_pose=x["body_pose"], transl=x["transl"])
+    ref = body(betas=shared[None].repeat(B, 1), global_orient=x["global_orient"], body_pose=x["body_pose"],
+               transl=x["transl"])
+    assert out.vertices.shape == (B, 160, 3)
+    assert torch.allclose(out.vertices, ref.vertices, atol=1e-6)
+    # each row matches a one-row evaluation of that pose
+    last = body(betas=shared[None], global_orient=x["global_orient"][-1:], body_pose=x["body_pose"][-1:],
+                transl=x["transl"][-1:])
+    assert torch.allclose(out.joints[-1], last.joints[0], atol=1e-5)
+
+
+def test_mismatched_batches_raise_one_line_errors(tmp_path, rng):
+    path = tmp_path / "b.npz"
+    write_synthetic_smpl(path, rng)
+    body = BodyModel.load(path)
+    with pytest.raises(AmgError, match="global_orient: batch of 3") as e:
+        body(global_orient=torch.zeros(3, 3), body_pose=torch.zeros(4, 23, 3))
+    assert "\n" not in str(e.value)
+    with pytest.raises(AmgError, match="betas: batch of 2"):
+        body(betas=torch.zeros(2, body.num_betas), body_pose=torch.zeros(5, 23, 3))
+
+
 def test_forward_is_differentiable(tmp_path, rng):
     path = tmp_path / "b.npz"
     write_synthetic_smpl(path, rng)
@@ -193,3 +224,43 @@ def test_default_body_gender_shifts_template():
     m = BodyModel.load("default", gender="male")
     hn, hf, hm = (b.v_template[:, 1].max() - b.v_template[:, 1].min() for b in (n, f, m))
     assert hf < hn < hm
+
+
+def write_synthetic_smplx(path, rng, V=10475):
+    """A random SMPL-X-layout file (smplx indexes keypoint vertices up to 10474, hence V)."""
+    parents = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15]
+                       + [p for base in (20, 21) for k in range(5) for p in (base, 0, 0)])
+    for i in range(25, 55):  # finger chains: base joint hangs off the wrist, the next two off their predecessor
+        if parents[i] == 0:
+            parents[i] = i - 1
+    J = np.zeros((55, 3))
+    for j in range(1, 55):
+        J[j] = J[parents[j]] + rng.normal(scale=0.08, size=3)
+    owner = rng.integers(0, 55, V)
+    W = rng.random((V, 55)) ** 8
+    W[np.arange(V), owner] += 1
+    W /= W.sum(1, keepdims=True)
+    Jr = (owner[None] == np.arange(55)[:, None]).astype(np.float32)
+    Jr /= Jr.sum(1, keepdims=True)
+    np.savez(path, v_template=(J[owner] + rng.normal(scale=0.02, size=(V, 3))).astype(np.float32),
+             shapedirs=rng.normal(scale=0.01, size=(V, 3, 20)).astype(np.float32),
+             posedirs=rng.normal(scale=0.002, size=(V, 3, 486)).astype(np.float32), J_regressor=Jr,
+             weights=W.astype(np.float32), kintree_table=np.stack([parents, np.arange(55)]),
+             f=rng.integers(0, V, (100, 3)), hands_componentsl=np.eye(45), hands_componentsr=np.eye(45),
+             hands_meanl=np.zeros(45), hands_meanr=np.zeros(45), lmk_faces_idx=np.zeros(51, np.int64),
+             lmk_bary_coords=np.full((51, 3), 1 / 3), dynamic_lmk_faces_idx=np.zeros((79, 17), np.int64),
+             dynamic_lmk_bary_coords=np.full((79, 17, 3), 1 / 3))
+
+
+def test_smplx_file_reduced_to_smpl_tree_matches_smplx(tmp_path, rng):
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    write_synthetic_smplx(path, rng)
+    ours = BodyModel.load(tmp_path)  # a folder: picks SMPLX_NEUTRAL.npz
+    ref = BodyModel.load(path, backend="smplx")
+    assert ours.num_joints == 24 and ours.weights.shape == (10475, 24) and ours.has_posedirs
+    assert torch.allclose(ours.weights.sum(1), torch.ones(10475), atol=1e-5)
+    x = random_inputs(2, ours.num_betas, scale=0.5)
+    x["body_pose"][:, 21:] = 0  # SMPL's hand joints stand for SMPL-X's fingers, which smplx poses separately
+    a, b = ours(**x), ref(**x)
+    assert (a.vertices - b.vertices).abs().max() < 1e-5
+    assert (a.joints[:, :22] - b.joints[:, :22]).abs().max() < 1e-5
