@@ -25,7 +25,7 @@ import torch
 
 from render.errors import AmgError
 
-from .lbs import batch_rigid_transform, blend_shapes, lbs, regress_joint_basis
+from .lbs import blend_shapes, lbs, regress_joint_basis
 
 __all__ = [
     "SMPL_JOINT_NAMES",

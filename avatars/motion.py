@@ -224,8 +224,6 @@ class Motion:
 
 def _pelvis(betas: torch.Tensor, body=None) -> torch.Tensor:
     if body is None:
-        from .body import BodyModel
-
         body = _default_body()
     return body.rest(betas[None])[1][0, 0].detach()
 

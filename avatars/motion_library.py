@@ -24,11 +24,10 @@ import warnings
 from abc import ABC, abstractmethod
 from typing import Callable
 
-import numpy as np
 import torch
 
 from render.errors import AmgError
-from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle
+from render.rotations import euler_to_matrix, matrix_to_axis_angle
 
 from .motion import Motion, _default_body
 
@@ -317,10 +316,10 @@ def _facing_pair(a: Motion, b: Motion, distance: float, direction: float) -> lis
 
 
 def dance_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """Two people dancing facing each other, 1.4 m apart, one half a beat behind the other."""
+    """Two people dancing facing each other, 1.6 m apart, one half a beat behind the other."""
     a = dance(seconds, fps, speed, 0.0, body)
     b = dance(seconds, fps, speed, 0.0, body, phase=math.pi / 2)
-    return _facing_pair(a.copy(name="dance_pair/0"), b.copy(name="dance_pair/1"), 1.4, direction)
+    return _facing_pair(a.copy(name="dance_pair/0"), b.copy(name="dance_pair/1"), 1.6, direction)
 
 
 def box_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
