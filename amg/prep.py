@@ -117,7 +117,7 @@ def _load_motions(path: Path) -> tuple[list[Motion], list[int]]:
     return motions, ids
 
 
-def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str) -> dict:
+def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
     from reconstruction import extract_people
@@ -131,24 +131,28 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
 
     k_tracks = _key(k_clip, config_dict(cfg.reconstruction))
     if not stages.done("tracks", k_tracks):
-        res = extract_people(clip.frames, clip.fps, camera=clip.camera, **dict(cfg.reconstruction))
-        if not res.motions:
-            raise AmgError(f"no person tracked through the clip ({'; '.join(res.flags) or 'none detected'})")
+        res = extract_people(clip.frames, clip.fps, camera=clip.camera, body=body, estimator=estimator,
+                             **dict(cfg.reconstruction))
+        if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked
+            raise AmgError("; ".join(res.flags) or "no person tracked through the clip")
         _save_motions(clip_dir / "tracks.npz", res.motions, list(res.track_ids))
         res.cameras.save(clip_dir / "cameras.json")
         with atomic_path(clip_dir / "keypoints.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{f"track_{t}": k for t, k in zip(res.track_ids, res.keypoints)})
-        write_json(clip_dir / "tracks.json", {"track_ids": list(map(int, res.track_ids)), "flags": list(res.flags),
-                                              "residuals": res.residuals})
+            masks = res.masks if res.masks is not None else np.zeros(clip.frames.shape[:3], np.int32)
+            np.savez_compressed(fh, masks=masks.astype(np.uint8),
+                                **{f"track_{t}": k for t, k in zip(res.track_ids, res.keypoints)})
+        write_json(clip_dir / "tracks.json", {"track_ids": [int(t) for t in res.track_ids],
+                                              "residuals": res.residuals, "seconds": res.seconds})
         stages.mark("tracks", k_tracks, ["tracks.npz", "cameras.json", "keypoints.npz", "tracks.json"])
     motions, track_ids = _load_motions(clip_dir / "tracks.npz")
     cameras = CameraPath.load(clip_dir / "cameras.json")
     keypoints = np.load(clip_dir / "keypoints.npz")
 
-    k_cap = _key(k_tracks, cfg.captioner.name)
+    k_cap = _key(k_tracks, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
-        kp = [keypoints[f"track_{t}"] for t in track_ids]
-        appearance = [captioner.appearance(clip.frames, k) for k in kp]
+        masks = keypoints["masks"]
+        appearance = [captioner.appearance(clip.frames, keypoints[f"track_{t}"], mask=masks == t)
+                      for t in track_ids]
         scene = captioner.scene(clip.frames)
         write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})
         stages.mark("captions", k_cap, ["captions.json"])
@@ -187,13 +191,37 @@ def build_captioner(cfg: DictConfig):
 
 def run(cfg: DictConfig, job: str) -> dict:
     """Process this job's share of the videos; returns the summary."""
-    from reconstruction.video import prepare_clips
+    from reconstruction.pose import PoseEstimator
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir).resolve()
     videos = list_videos(cfg.video, int(cfg.shard), int(cfg.num_shards))
     body = build_body(cfg.body)
     captioner = build_captioner(cfg.captioner)
+    with PoseEstimator(num_poses=int(cfg.get("num_poses", 4))) as estimator:
+        records, failures = _process_videos(cfg, out, videos, body, captioner, estimator)
+    manifest = out / "manifests" / f"{job}.jsonl"
+    with atomic_path(manifest) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    reasons: dict[str, int] = {}
+    for f in failures:
+        why = f["reason"].split(":")[0][:80]
+        reasons[why] = reasons.get(why, 0) + 1
+    summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
+               "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(out / "summaries" / f"{job}.json", summary)
+    if int(cfg.num_shards) == 1 and not _is_multirun():
+        merge_manifests(out)
+    print(f"prep {job}: {len(records)} clips kept, {len(failures)} dropped"
+          + (f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})" if reasons else "")
+          + f"; manifest {manifest}")
+    return summary
+
+
+def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captioner, estimator):
+    """Every clip of every video; a failing clip is recorded with its reason and the run goes on."""
+    from reconstruction.video import prepare_clips
+
     records, failures = [], []
     for video in tqdm(videos, desc="videos", disable=not cfg.progress):
         vkey = video_key(video)
@@ -206,28 +234,14 @@ def run(cfg: DictConfig, job: str) -> dict:
         for ci, clip in enumerate(tqdm(clips, desc=video.name, leave=False, disable=not cfg.progress)):
             clip_dir = out / "clips" / vkey / f"{ci:03d}"
             try:
-                records.append(process_clip(clip, clip_dir, cfg, body, captioner, base_key))
+                records.append(process_clip(clip, clip_dir, cfg, body, captioner, base_key, estimator))
             except AmgError as e:
                 failures.append({"video": str(video), "clip": ci, "stage": "clip", "reason": str(e)})
             except Exception as e:  # a bug or a library failure on one clip must not stop the run
                 failures.append({"video": str(video), "clip": ci, "stage": "clip",
                                  "reason": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc(limit=3)})
-    manifest = out / "manifests" / f"{job}.jsonl"
-    with atomic_path(manifest) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    reasons: dict[str, int] = {}
-    for f in failures:
-        reasons[f["reason"].split(":")[0][:80]] = reasons.get(f["reason"].split(":")[0][:80], 0) + 1
-    summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
-               "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
-    write_json(out / "summaries" / f"{job}.json", summary)
-    if int(cfg.num_shards) == 1 and not _is_multirun():
-        merge_manifests(out)
-    print(f"prep {job}: {len(records)} clips kept, {len(failures)} dropped"
-          + (f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})" if reasons else "")
-          + f"; manifest {manifest}")
-    return summary
+    return records, failures
 
 
 def merge_manifests(out_dir: str | Path) -> Path:
