@@ -73,11 +73,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if model_cfg.get("path") and model_cfg.get("adapter"):
         from finetune.pipeline import AMGPipeline
 
+        dtypes = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+                  "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+        dtype_name = str(model_cfg.get("dtype", "auto"))
+        if dtype_name not in dtypes:
+            raise AmgError(f"model.dtype={dtype_name}: expected one of {', '.join(dtypes)}")
         pipe = AMGPipeline.from_pretrained(str(model_cfg.path), adapter=str(model_cfg.adapter),
-                                           dtype=str(model_cfg.get("dtype", "auto")))
+                                           dtype=dtypes[dtype_name])
         video = pipe(parsed.scene_prompt, avatar_video=res.rgb,
                      num_inference_steps=int(model_cfg.num_inference_steps),
-                     guidance_scale=float(model_cfg.guidance_scale), seed=int(cfg.seed))
+                     guidance_scale=float(model_cfg.guidance_scale), seed=int(cfg.seed),
+                     progress=bool(cfg.progress))
         written["video.mp4"] = write_video(out_dir / "video.mp4", video, fps=fps)
         preview = np.concatenate([_fit(res.rgb, video.shape[1:3]), video], axis=2)
     else:
