@@ -27,7 +27,7 @@ from render.io import atomic_path, read_json, write_json
 __all__ = [
     "LORA_TARGETS", "ADAPTER_NAME", "VideoModel", "load_base", "widen_conv_in", "add_lora",
     "mark_trainable", "trainable_state_dict", "base_fingerprint", "fingerprints_match", "save_adapter",
-    "load_adapter", "lora_scale", "encode_prompt", "encode_video", "decode_latents", "prepare_unet",
+    "load_adapter", "lora_scale", "move", "encode_prompt", "encode_video", "decode_latents", "prepare_unet",
 ]
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -82,6 +82,12 @@ def load_base(folder: str | os.PathLike, dtype: torch.dtype = torch.float32,
         m.to(device)
     return VideoModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
                       folder=folder, fingerprint=base_fingerprint(unet))
+
+
+def move(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """``module.to(device, dtype)``, passing the dtype only when it changes (diffusers warns on every cast)."""
+    current = next(module.parameters()).dtype
+    return module.to(device) if current == dtype else module.to(device, dtype)
 
 
 def widen_conv_in(unet: torch.nn.Module, extra_channels: int = 4) -> torch.nn.Module:

@@ -23,7 +23,7 @@ from render.errors import AmgError
 from .data import _read_video, _write_video, to_model_range
 from .guidance import camera_free, classifier_free
 from .model import VideoModel, decode_latents, encode_prompt, encode_video, load_adapter, load_base, \
-    lora_scale as scaled_lora, prepare_unet
+    lora_scale as scaled_lora, move, prepare_unet
 
 __all__ = ["AMGPipeline", "save"]
 
@@ -38,7 +38,7 @@ class AMGPipeline:
         self.model = model
         self.device, self.dtype = torch.device(device), dtype
         for m in (model.unet, model.vae, model.text_encoder):
-            m.to(self.device, dtype)
+            move(m, self.device, dtype)
             m.eval()
 
     @classmethod

@@ -30,7 +30,7 @@ from render.errors import AmgError
 from render.io import atomic_path, write_meta
 
 from .data import ClipDataset, LatentDataset, collate_latents
-from .model import encode_prompt, load_adapter, load_base, mark_trainable, prepare_unet, save_adapter
+from .model import encode_prompt, load_adapter, load_base, mark_trainable, move, prepare_unet, save_adapter
 
 __all__ = ["TrainConfig", "TrainResult", "train", "latest_checkpoint"]
 
@@ -155,9 +155,8 @@ def train(base_folder: str | os.PathLike, manifest: str | os.PathLike, output_di
 
     model = load_base(base_folder)
     unet = prepare_unet(model.unet, rank=cfg.rank, seed=cfg.seed)
-    model.vae.to(device, weight_dtype)
-    model.text_encoder.to(device, weight_dtype)
-    unet.to(device, weight_dtype)
+    for m in (model.vae, model.text_encoder, unet):
+        move(m, device, weight_dtype)
     params = mark_trainable(unet)
     for p in params:  # trainable weights stay float32 under mixed precision
         p.data = p.data.float()
