@@ -49,9 +49,24 @@ def static_camera(num_frames: int, eye: Sequence[float], target: Sequence[float]
     return CameraPath.static(cam, num_frames, fps)
 
 
+def _instantiate(cfg: DictConfig, **kwargs):
+    """``hydra.utils.instantiate`` that lets a user error from the target through as itself."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, AmgError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def build_body(cfg: DictConfig):
     """The body model of the ``body`` group."""
-    return instantiate(cfg)
+    return _instantiate(cfg)
 
 
 def fit_length(motion: Motion, num_frames: int) -> Motion:
@@ -117,7 +132,7 @@ def build_avatars(body, cfg: DictConfig, appearances: Sequence[str] | None = Non
 
 def build_camera(cfg: DictConfig, people: Sequence[Person] | None = None) -> CameraPath:
     """The camera path of the ``camera`` group; ``follow`` tracks the people's mean pelvis."""
-    made = instantiate(cfg)
+    made = _instantiate(cfg)
     if isinstance(made, CameraPath):
         return made
     if people is None:
