@@ -91,3 +91,26 @@ def test_bad_config_is_a_one_line_error(setup):
         train(base, manifest, root / "bad", _cfg(mixed_precision="fp8"))
     with pytest.raises(AmgError, match="at least batch_size"):
         train(base, manifest, root / "bad", _cfg(batch_size=8))
+
+
+def test_train_app_composes_the_config_and_writes_an_adapter(setup, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from amg.train import run
+    from finetune.pipeline import AMGPipeline
+
+    base, manifest, root = setup
+    conf = str((__import__("pathlib").Path(__file__).parents[1] / "conf").resolve())
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        cfg = compose("train", overrides=[f"model.path={base}", f"data.manifest={manifest}", "data.num_frames=4",
+                                          "data.height=16", "data.width=16", "train.steps=2",
+                                          "train.progress=false", "train.tensorboard=false"])
+        assert cfg.train.lr == 1e-6 and cfg.train.rank == 4 and cfg.data.fps == 8
+        result = run(cfg, tmp_path)
+        bad = compose("train", overrides=[f"model.path={base}", f"data.manifest={manifest}", "+train.lr_typo=1"])
+        with pytest.raises(AmgError, match="train.lr_typo: unknown key"):
+            run(bad, tmp_path / "bad")
+    assert sorted(result.losses) == [1, 2]
+    frames = AMGPipeline.from_pretrained(base, adapter=result.adapter)(
+        "a man walks", np.zeros((4, 16, 16, 3), np.uint8), num_inference_steps=2, progress=False)
+    assert frames.shape == (4, 16, 16, 3)
