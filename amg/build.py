@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -93,8 +94,7 @@ def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None
     if name == "file" or cfg.get("path"):
         if not cfg.get("path"):
             raise AmgError("motion.path: expected a motion file for motion=file")
-        loaded = Motion.load(str(cfg.path))
-        motions = loaded if isinstance(loaded, list) else [loaded]
+        motions = load_motion_file(str(cfg.path), fps)
     elif name in ("auto", "from_text") and text is not None:
         motions = motion_library.from_text(text, seconds=seconds, fps=fps, num_people=num_people)
     else:
@@ -104,6 +104,21 @@ def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None
                                    direction=float(cfg.get("direction", 0.0)))
         motions = made if isinstance(made, list) else [made]
     return [fit_length(m.resample(fps) if abs(m.fps - fps) > 1e-6 else m, num_frames) for m in motions]
+
+
+def load_motion_file(path: str, fps: float) -> list[Motion]:
+    """Motions in a file: our npz, AMASS, SMPL pkl/npz, BVH, or a TRACE ``trace2`` npz (one per track)."""
+    p = Path(path)
+    if p.suffix == ".npz" and p.is_file():
+        with np.load(p, allow_pickle=False) as d:
+            is_trace = {"reorganize_idx", "smpl_thetas", "cam_trans"} <= set(d.files)
+        if is_trace:
+            from reconstruction.trace import load_trace
+
+            # the source video's size only matters for TRACE's camera, which a new camera path replaces
+            return list(load_trace(p, width=512, height=512, fps=fps).motions)
+    loaded = Motion.load(path)
+    return loaded if isinstance(loaded, list) else [loaded]
 
 
 def place_side_by_side(motions: list[Motion], spacing: float = 1.0) -> list[Motion]:

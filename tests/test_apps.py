@@ -89,3 +89,18 @@ def test_cli_prints_user_errors_without_traceback(tmp_path):
     assert p.returncode == 2
     err = p.stderr.strip().splitlines()
     assert err[-1].startswith("error: ") and "nope.json" in err[-1] and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("fmt", ["npz", "bvh"])
+def test_generate_with_motion_file(tmp_path, fmt):
+    from amg.generate import run
+    from avatars import motion_library
+    from avatars.motion import save_bvh
+
+    m = motion_library.make("wave", seconds=1.0, fps=8)
+    f = tmp_path / f"wave.{fmt}"
+    m.save(f) if fmt == "npz" else save_bvh(m, f)
+    out = tmp_path / "out"
+    run(cfg("generate", TINY + ["prompt=a man in a green jacket waves", "motion=file", f"motion.path={f}"]), out)
+    frames, _ = read_video(out / "avatar.mp4")
+    assert len(frames) == 4 and (np.load(out / "masks.npz")["masks"] == 1).any()
