@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from render.errors import AmgError
 from render.io import atomic_path
+from render.video import read_video
 
 __all__ = ["ClipRecord", "read_manifest", "write_manifest", "ClipSample", "ClipDataset", "LatentSample",
            "LatentDataset", "collate_latents", "sample_indices", "to_model_range", "resize_center_crop"]
@@ -81,49 +82,6 @@ def write_manifest(path: str | os.PathLike, records: list[ClipRecord]) -> Path:
     """Write ``records`` as a jsonl manifest atomically (paths are written as given)."""
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
-    return Path(path)
-
-
-def _read_video(path: str | os.PathLike, stop: int | None = None) -> np.ndarray:
-    """Decode ``path`` to uint8 ``(F, H, W, 3)`` RGB, stopping after ``stop`` frames when given."""
-    import av
-
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if stop is not None and len(frames) >= stop:
-                    break
-    except (FileNotFoundError, av.error.FFmpegError) as e:
-        raise AmgError(f"{path}: cannot read video ({type(e).__name__})") from None
-    if not frames:
-        raise AmgError(f"{path}: video has no frames")
-    return np.stack(frames)
-
-
-def _write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
-    """Write uint8 ``(F, H, W, 3)`` frames as H.264 MP4 at ``fps``, atomically."""
-    from fractions import Fraction
-
-    import av
-
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise AmgError(f"{path}: frames {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
-    # yuv420p needs even sides
-    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": "18"}
-            for f in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]),
-                                                                       format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
     return Path(path)
 
 
@@ -199,7 +157,7 @@ class ClipDataset(torch.utils.data.Dataset):
         idx = sample_indices(r.frames[0], r.frames[1], r.fps, self.num_frames, self.fps)
         out = []
         for path in (r.video, r.avatar):
-            frames = _read_video(path, stop=idx[-1] + 1)
+            frames, _ = read_video(path)
             if len(frames) <= idx[-1]:
                 raise AmgError(f"{path}: {len(frames)} frames, manifest range needs frame {idx[-1]}")
             out.append(to_model_range(frames[idx], self.height, self.width))

@@ -13,7 +13,6 @@ attention. Only LoRA and the first convolution train; an adapter file holds exac
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from render.errors import AmgError
+from render.video import read_video, write_video
 
-from .data import _read_video, _write_video, to_model_range
+from .data import to_model_range
 from .guidance import camera_free, classifier_free
 from .model import VideoModel, decode_latents, encode_prompt, encode_video, load_adapter, load_base, \
     lora_scale as scaled_lora, move, prepare_unet
@@ -64,7 +65,7 @@ class AMGPipeline:
     def encode_avatar(self, avatar_video, height: int, width: int) -> torch.Tensor:
         """Latents ``(1, 4, F, h, w)`` of an avatar video: uint8 ``(F, H, W, 3)`` array/tensor or a video path."""
         if isinstance(avatar_video, (str, os.PathLike)):
-            avatar_video = _read_video(avatar_video)
+            avatar_video = read_video(avatar_video)[0]
         frames = np.asarray(avatar_video.cpu() if torch.is_tensor(avatar_video) else avatar_video)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise AmgError(f"avatar_video {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
@@ -105,7 +106,7 @@ class AMGPipeline:
             raise AmgError(f"output_type={output_type!r}: expected 'uint8', 'float' or 'latent'")
         scale_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
         if isinstance(avatar_video, (str, os.PathLike)):
-            avatar_video = _read_video(avatar_video)
+            avatar_video = read_video(avatar_video)[0]
         num_frames, src_h, src_w = np.shape(avatar_video)[:3]
         height, width = height or src_h, width or src_w
         if height % scale_factor or width % scale_factor:
@@ -162,4 +163,4 @@ class AMGPipeline:
 
 def save(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) -> Path:
     """Write generated uint8 ``(F, H, W, 3)`` frames as an MP4 at ``fps`` (AMG clips play at 8 fps)."""
-    return _write_video(path, frames, fps)
+    return write_video(path, frames, fps)

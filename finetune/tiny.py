@@ -176,7 +176,9 @@ def write_tiny_clips(folder: str | os.PathLike, count: int = 4, frames: int = 6,
     """
     import numpy as np
 
-    from .data import ClipRecord, _write_video, write_manifest
+    from render.video import write_video
+
+    from .data import ClipRecord, write_manifest
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,8 +196,8 @@ def write_tiny_clips(folder: str | os.PathLike, count: int = 4, frames: int = 6,
             rows, cols = slice(y0, y0 + side // 2), slice(x0, x0 + side // 4)
             video[f, rows, cols] = colour
             avatar[f, rows, cols] = 255
-        _write_video(folder / f"clip{i}.mp4", video, fps)
-        _write_video(folder / f"avatar{i}.mp4", avatar, fps)
+        write_video(folder / f"clip{i}.mp4", video, fps)
+        write_video(folder / f"avatar{i}.mp4", avatar, fps)
         records.append(ClipRecord(video=f"clip{i}.mp4", avatar=f"avatar{i}.mp4", caption=captions[i % 3],
                                   frames=(0, frames), fps=fps))
     return write_manifest(folder / "manifest.jsonl", records)

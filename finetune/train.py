@@ -32,7 +32,7 @@ from render.io import atomic_path, write_meta
 from .data import ClipDataset, LatentDataset, collate_latents
 from .model import encode_prompt, load_adapter, load_base, mark_trainable, move, prepare_unet, save_adapter
 
-__all__ = ["TrainConfig", "TrainResult", "train", "latest_checkpoint"]
+__all__ = ["TrainConfig", "TrainResult", "train", "latest_checkpoint", "diffusion_loss"]
 
 
 @dataclass

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.data import (ClipDataset, ClipRecord, LatentDataset, _read_video, _write_video, read_manifest,
-                           resize_center_crop, sample_indices, to_model_range, write_manifest)
+from finetune.data import (ClipDataset, ClipRecord, LatentDataset, read_manifest, resize_center_crop,
+                           sample_indices, to_model_range, write_manifest)
 from finetune.model import encode_video, load_base
 from finetune.tiny import build_tiny_text_to_video, write_tiny_clips
 from render.errors import AmgError
@@ -55,16 +55,11 @@ def test_resize_center_crop_against_a_slow_reference():
     assert x.shape == (3, 2, 8, 8) and torch.all(x == 1)
 
 
-def test_video_io_round_trip(tmp_path):
-    frames = np.zeros((5, 16, 16, 3), np.uint8)
-    frames[:, 4:12, 4:12] = [200, 100, 50]
-    _write_video(tmp_path / "v.mp4", frames, 8)
-    back = _read_video(tmp_path / "v.mp4")
-    assert back.shape == frames.shape
-    assert np.abs(back.astype(int) - frames).mean() < 6
-    assert len(_read_video(tmp_path / "v.mp4", stop=2)) == 2
-    with pytest.raises(AmgError, match="cannot read video"):
-        _read_video(tmp_path / "missing.mp4")
+def test_missing_clip_video_is_a_one_line_error(tmp_path):
+    manifest = write_tiny_clips(tmp_path, count=1, frames=4, side=16)
+    (tmp_path / "avatar0.mp4").unlink()
+    with pytest.raises(AmgError, match="avatar0.mp4"):
+        ClipDataset(manifest, num_frames=4, height=8, width=8)[0]
 
 
 def test_clip_dataset_samples(tmp_path):

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.data import _read_video
 from finetune.model import save_adapter
 from finetune.pipeline import AMGPipeline, save
 from finetune.tiny import build_tiny_text_to_video
 from render.errors import AmgError
+from render.video import read_video
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +113,7 @@ def test_adapter_folder_loads_and_save_writes_mp4(base, tmp_path):
     b = again("a man walks", _avatar(), num_inference_steps=2, seed=4, progress=False)
     assert a.dtype == np.uint8 and a.shape == (4, 16, 16, 3) and np.array_equal(a, b)
     path = save(a, tmp_path / "out.mp4", fps=8)
-    assert _read_video(path).shape == a.shape
+    assert read_video(path)[0].shape == a.shape
     import av
 
     with av.open(str(path)) as c:
