@@ -123,6 +123,9 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
     from reconstruction import extract_people
 
     stages = ClipStages(clip_dir)
+    # temporary files of a killed run (atomic writes that never got renamed): only this job writes here
+    for stale in clip_dir.glob(".*.part*"):
+        stale.unlink()
     k_clip = _key(base_key, "clip", clip.source_frames.tolist())
     if not stages.done("clips", k_clip):
         write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)

@@ -1,0 +1,115 @@
+"""amg.prep on videos rendered by the project: stages, skip-if-done, kill -9 and rerun, failures, multirun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from render.video import read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+SMALL = ["clips.length=8", "clips.size=128", "clips.max_clips=1", "avatar.num_gaussians=3000", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Two short videos of avatars rendered by the project (a waving and a boxing person)."""
+    from amg.render import run
+
+    d = tmp_path_factory.mktemp("videos")
+    out = []
+    for motion, text in (("wave", "a man in a red shirt and blue jeans"), ("box", "a woman in a green top and black pants")):
+        with initialize_config_dir(config_dir=CONF, version_base=None):
+            cfg = compose(config_name="render", overrides=[
+                f"motion={motion}", "camera=static", "num_frames=10", "width=160", "height=128",
+                f"avatar.appearance={text}", "avatar.num_gaussians=8000", "progress=false"])
+        run(cfg, d / motion)
+        out.append(d / motion / "avatar.mp4")
+    return out
+
+
+def prep_cmd(videos, out_dir, extra=()):
+    return [sys.executable, "-m", "amg.prep", f"video=[{','.join(map(str, videos))}]", f"out_dir={out_dir}",
+            f"hydra.run.dir={out_dir}/.hydra-run"] + SMALL + list(extra)
+
+
+def check_outputs(out_dir: Path, expected_clips: int):
+    """Every output re-reads; no temporary files; the manifest points at real, complete clips."""
+    lines = (out_dir / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == expected_clips
+    for line in lines:
+        rec = json.loads(line)
+        clip, _ = read_video(out_dir / rec["video"])
+        avatar, _ = read_video(out_dir / rec["avatar"])
+        assert clip.shape == avatar.shape == (8, 128, 128, 3)
+        assert rec["caption"] and rec["appearance"]
+    for f in out_dir.rglob("*"):
+        if ".hydra-run" in f.parts or not f.is_file():
+            continue
+        assert ".part" not in f.name, f
+        if f.suffix == ".mp4":
+            read_video(f)
+        elif f.suffix == ".npz":
+            with np.load(f) as d:
+                [d[k] for k in d.files]
+        elif f.suffix in (".json", ".jsonl"):
+            [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.suffix == ".jsonl" else json.loads(f.read_text())
+
+
+def env():
+    return {**os.environ, "PYOPENGL_PLATFORM": "osmesa"}
+
+
+def test_prep_kill_and_rerun(videos, tmp_path):
+    out = tmp_path / "prep"
+    p = subprocess.Popen(prep_cmd(videos, out), env=env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("clips/*/*/.done/tracks.json")):
+        time.sleep(0.2)
+    assert p.poll() is None, "the run finished before it could be killed"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "manifest.jsonl").exists()
+    r = subprocess.run(prep_cmd(videos, out), env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 clips kept, 0 dropped" in r.stdout
+    check_outputs(out, 2)
+    # a third run does no work: every stage is done
+    mtimes = {f: f.stat().st_mtime_ns for f in out.glob("clips/*/*/*.mp4")}
+    r = subprocess.run(prep_cmd(videos, out), env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and {f: f.stat().st_mtime_ns for f in mtimes} == mtimes
+
+
+def test_prep_records_bad_video_and_goes_on(videos, tmp_path):
+    from amg.prep import run
+
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose(config_name="prep", overrides=[f"video=[{videos[0]},{bad}]", f"out_dir={tmp_path / 'o'}"] + SMALL)
+    summary = run(cfg, "job-test")
+    assert summary["clips_kept"] == 1 and summary["clips_dropped"] == 1
+    assert "corrupt.mp4" in summary["failures"][0]["video"] and summary["failures"][0]["reason"]
+
+
+def test_prep_multirun_joblib(videos, tmp_path):
+    out = tmp_path / "multi"
+    cmd = [sys.executable, "-m", "amg.prep", "--multirun", f"video={videos[0]},{videos[1]}", f"out_dir={out}",
+           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"] + SMALL
+    r = subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifests = sorted((out / "manifests").glob("*.jsonl"))
+    assert len(manifests) == 2  # one per job: shards never write the same file
+    r = subprocess.run([sys.executable, "-m", "amg.prep", "video=unused", f"out_dir={out}", "merge_only=true",
+                        f"hydra.run.dir={tmp_path / 'merge'}"], env=env(), cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    check_outputs(out, 2)
