@@ -7,7 +7,15 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from render import rotations as rot
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Double precision for this module only (the default dtype is process-wide)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def random_aa(n, gen, max_angle=math.pi):
