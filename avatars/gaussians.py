@@ -44,6 +44,14 @@ _PELVIS, _LHIP, _RHIP, _LKNEE, _RKNEE, _LANKLE, _RANKLE = 0, 1, 2, 4, 5, 7, 8
 _SPINE3, _NECK, _HEAD, _LSHO, _RSHO, _LELB, _RELB, _LWRI, _RWRI = 9, 12, 15, 16, 17, 18, 19, 20, 21
 
 
+_TANGENT_SCALE = 0.6
+_NORMAL_SCALE = 0.05
+_SURFACE_INSET = 0.007
+_OPACITY = 0.99
+# how far each garment stands off the skin, metres (cloth over skin, a jacket over a shirt)
+_THICKNESS = {"top": 0.004, "dress": 0.004, "bottom": 0.004, "outer": 0.012, "shoes": 0.005, "hair": 0.008}
+
+
 def segment_labels(weights: torch.Tensor) -> list[str]:
     """Body segment name per point from skin weights ``(N,24)`` (the dominant joint's segment)."""
     dom = weights.argmax(dim=-1).tolist()
@@ -111,7 +119,7 @@ class GaussianAvatar:
 
         extra = _extra_budget(app, num_gaussians)
         n_surf = num_gaussians - sum(extra.values())
-        fid = torch.multinomial(area / area.sum(), n_surf, replacement=True, generator=gen)
+        fid = _stratified_faces(area, n_surf, gen)
         bary = _sample_bary(n_surf, gen)
         anchor = (tri[fid] * bary[..., None]).sum(1)
         normal = _face_normals(tri)[fid]
@@ -121,10 +129,13 @@ class GaussianAvatar:
         region = _Regions(rest_j, app)
         seg = segment_labels(w)
         color, thick = region.surface(anchor, seg, normal)
-        offsets = normal * thick[:, None]
+        # the splat surface sits inside the skin by about one pixel of a full-body 256 px view: the 0.3 px^2
+        # low-pass of 3DGS rasterization grows every outline by that much, so the alpha = 0.5 outline
+        # then falls on the skin's
+        offsets = normal * (thick - _SURFACE_INSET)[:, None]
         quats = _normal_frame_quats(normal)
-        s_t = torch.full((n_surf,), 0.75 * spacing)
-        scales = torch.stack([s_t, s_t, torch.full((n_surf,), 0.2 * spacing)], -1)
+        s_t = torch.full((n_surf,), _TANGENT_SCALE * spacing)
+        scales = torch.stack([s_t, s_t, torch.full((n_surf,), _NORMAL_SCALE * spacing)], -1)
 
         # baked soft key light from above-front, so limbs and folds read in 3D
         light = torch.nn.functional.normalize(torch.tensor([0.3, 0.8, 0.6]), dim=0)
@@ -141,7 +152,7 @@ class GaussianAvatar:
         # shading noise: low-frequency per-Gaussian brightness jitter so flat garments read as cloth
         noise = 1 + 0.05 * torch.randn(len(fid), 1, generator=gen)
         color = (color * noise).clamp(0, 1)
-        opac = torch.full((len(fid),), 0.95)
+        opac = torch.full((len(fid),), _OPACITY)
         return cls(body, fid, bary, offsets, w, quats, scales, opac, color.float(), betas, app)
 
     # ------------------------------------------------------------------------------------------
@@ -277,6 +288,18 @@ def _face_normals(tri: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def _stratified_faces(area: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``(n,)`` face ids, area-proportional by jittered systematic sampling of the cumulative area.
+
+    Every face gets ``floor`` or ``ceil`` of its expected count (multinomial sampling would leave a third
+    of the faces empty where there is one sample per face), so the surface is covered evenly and the
+    splats can stay small without leaving holes.
+    """
+    cum = torch.cumsum(area.double(), 0)
+    pos = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=gen, dtype=torch.float64)) * (cum[-1] / n)
+    return torch.searchsorted(cum, pos).clamp_max(len(area) - 1)
+
+
 def _sample_bary(n: int, gen: torch.Generator) -> torch.Tensor:
     """Uniform barycentric coordinates on a triangle ``(n,3)``."""
     u, v = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
@@ -361,7 +384,7 @@ class _Regions:
         lower_torso = is_torso & (y < self.hip_y + 0.08)
         if bottom is not None:
             hem = self.hem_y(bottom.length)
-            paint((is_leg & (y > hem)) | lower_torso, bottom.color, 0.006)
+            paint((is_leg & (y > hem)) | lower_torso, bottom.color, _THICKNESS["bottom"])
         for garment in (top, dress, outer):
             if garment is None:
                 continue
@@ -369,11 +392,11 @@ class _Regions:
             if garment.slot == "outer":
                 body_mask = is_torso
             sleeve = is_arm & (ax < self.sleeve_x(garment.sleeves or "none"))
-            paint(body_mask | sleeve, garment.color, 0.008 if garment.slot != "outer" else 0.014)
+            paint(body_mask | sleeve, garment.color, _THICKNESS[garment.slot])
             if garment is dress:
-                paint(is_leg & (y > self.hem_y(dress.length)), dress.color, 0.008)
+                paint(is_leg & (y > self.hem_y(dress.length)), dress.color, _THICKNESS["dress"])
         if shoes is not None:
-            paint(is_foot & (y < self.ankle_y + 0.03), shoes.color, 0.006)
+            paint(is_foot & (y < self.ankle_y + 0.03), shoes.color, _THICKNESS["shoes"])
         # hair cap: the top and back of the head
         if app.hair_length != "bald":
             rel = p - self.head
@@ -382,7 +405,7 @@ class _Regions:
                              ((rel[:, 2] < 0.04) & (rel[:, 1] > 0.045) & (rel[:, 0].abs() > 0.05)))
             if app.hair_length in ("long", "shoulder"):
                 cap = cap | (is_head & (rel[:, 2] < 0.02) & (rel[:, 1] > -0.02) & (rel[:, 0].abs() > 0.06))
-            paint(cap, app.hair_color, 0.012)
+            paint(cap, app.hair_color, _THICKNESS["hair"])
         return color, thick
 
     def skirt_top(self) -> float:
@@ -483,25 +506,20 @@ def _long_hair(region: _Regions, rest_v, faces, W, n: int, spacing: float, gen):
     return fid, bary, off, w, quats, scales, color
 
 
-def _closest_points(vertices: torch.Tensor, faces: torch.Tensor, points: torch.Tensor, chunk: int = 4096):
+def _closest_points(vertices: torch.Tensor, faces: torch.Tensor, points: torch.Tensor, chunk: int = 8192):
     """Nearest surface point of each of ``points (P,3)`` on the mesh: face ids, barycentrics, positions.
 
-    Exact point-triangle distances over candidate faces around the nearest vertices (the faces that touch
-    the 8 nearest vertices), which is exact for points near the surface.
+    Exact point-triangle distances over candidate faces: those touching the 8 nearest vertices (a k-d
+    tree query), which contain the true nearest face for points near a mesh of even-sized triangles.
     """
-    V = vertices.shape[0]
-    vf = [[] for _ in range(V)]
-    for f, tri in enumerate(faces.tolist()):
-        for v in tri:
-            vf[v].append(f)
-    maxdeg = max(len(x) for x in vf)
-    vf_t = torch.full((V, maxdeg), -1, dtype=torch.long)
-    for v, lst in enumerate(vf):
-        vf_t[v, : len(lst)] = torch.as_tensor(lst)
+    from scipy.spatial import cKDTree
+
+    vf_t = _vertex_faces(faces, vertices.shape[0])
+    tree = cKDTree(vertices.double().numpy())
     out_f, out_b, out_p = [], [], []
     for s in range(0, len(points), chunk):
         p = points[s: s + chunk]
-        knn = torch.cdist(p, vertices).topk(8, largest=False).indices  # (P,8)
+        knn = torch.as_tensor(tree.query(p.double().numpy(), k=8)[1], dtype=torch.long).reshape(len(p), 8)
         cand = vf_t[knn].reshape(len(p), -1)  # (P,8*deg)
         valid = cand >= 0
         cand_c = cand.clamp_min(0)
@@ -515,6 +533,20 @@ def _closest_points(vertices: torch.Tensor, faces: torch.Tensor, points: torch.T
         out_b.append(bary[ar, best])
         out_p.append(q[ar, best])
     return torch.cat(out_f), torch.cat(out_b), torch.cat(out_p)
+
+
+def _vertex_faces(faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
+    """``(V, D)`` the faces around each vertex, padded with -1 (``D`` the largest vertex degree)."""
+    flat = faces.reshape(-1)
+    fid = torch.arange(faces.shape[0]).repeat_interleave(faces.shape[1])
+    order = torch.argsort(flat, stable=True)
+    v_sorted, f_sorted = flat[order], fid[order]
+    deg = torch.bincount(flat, minlength=num_vertices)
+    start = torch.cumsum(deg, 0) - deg
+    slot = torch.arange(len(flat)) - start[v_sorted]
+    out = torch.full((num_vertices, int(deg.max()) if len(flat) else 1), -1, dtype=torch.long)
+    out[v_sorted, slot] = f_sorted
+    return out
 
 
 def _closest_on_triangles(p: torch.Tensor, tri: torch.Tensor):
