@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -171,8 +172,7 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
                            seed=int(cfg.seed), progress=False)
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
         stages.mark("render", k_render, [p.name for p in written.values()])
-    record = {"video": str((clip_dir / "clip.mp4").relative_to(Path(cfg.out_dir).resolve())),
-              "avatar": str((clip_dir / "avatar.mp4").relative_to(Path(cfg.out_dir).resolve())),
+    record = {"video": str(clip_dir / "clip.mp4"), "avatar": str(clip_dir / "avatar.mp4"),
               "caption": captions["scene"], "frames": [0, len(clip.frames)], "fps": clip.fps,
               "appearance": captions["appearance"], "people": len(motions)}
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
@@ -203,9 +203,7 @@ def run(cfg: DictConfig, job: str) -> dict:
     captioner = build_captioner(cfg.captioner)
     with PoseEstimator(num_poses=int(cfg.get("num_poses", 4))) as estimator:
         records, failures = _process_videos(cfg, out, videos, body, captioner, estimator)
-    manifest = out / "manifests" / f"{job}.jsonl"
-    with atomic_path(manifest) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = write_records(out / "manifests" / f"{job}.jsonl", records)
     reasons: dict[str, int] = {}
     for f in failures:
         why = f["reason"].split(":")[0][:80]
@@ -247,15 +245,30 @@ def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captio
     return records, failures
 
 
+def write_records(path: Path, records: list[dict]) -> Path:
+    """Write manifest records atomically, their clip paths relative to the manifest's own folder."""
+    lines = []
+    for r in records:
+        r = dict(r)
+        for k in ("video", "avatar"):
+            r[k] = os.path.relpath(Path(r[k]).resolve(), path.parent.resolve())
+        lines.append(json.dumps(r) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines))
+    return path
+
+
 def merge_manifests(out_dir: str | Path) -> Path:
     """Concatenate ``out_dir/manifests/*.jsonl`` into ``out_dir/manifest.jsonl`` (atomically)."""
     out = Path(out_dir)
-    lines = []
+    records = []
     for f in sorted((out / "manifests").glob("*.jsonl")):
-        lines += [ln for ln in f.read_text().splitlines() if ln.strip()]
-    with atomic_path(out / "manifest.jsonl") as tmp:
-        tmp.write_text("".join(ln + "\n" for ln in lines))
-    return out / "manifest.jsonl"
+        for line in f.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                r["video"], r["avatar"] = (str(f.parent / r[k]) for k in ("video", "avatar"))
+                records.append(r)
+    return write_records(out / "manifest.jsonl", records)
 
 
 def _is_multirun() -> bool:

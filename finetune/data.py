@@ -53,8 +53,27 @@ class ClipRecord:
 
 
 def read_manifest(path: str | os.PathLike) -> list[ClipRecord]:
-    """Read a jsonl manifest; relative video paths become absolute against the manifest's folder."""
+    """Read a jsonl manifest; relative video paths become absolute against the manifest's folder.
+
+    ``path`` may also be a folder of manifests (``amg.prep`` writes one per job into ``manifests/``):
+    their records are concatenated in file-name order.
+    """
     path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise AmgError(f"{path}: folder holds no *.jsonl manifest")
+        records = [r for f in files for r in _read_manifest_lines(f)]
+        if not records:
+            raise AmgError(f"{path}: manifests have no clips")
+        return records
+    records = _read_manifest_lines(path)
+    if not records:
+        raise AmgError(f"{path}: manifest has no clips")
+    return records
+
+
+def _read_manifest_lines(path: Path) -> list[ClipRecord]:
     if not path.is_file():
         raise AmgError(f"{path}: no such manifest; expected a jsonl file of clips")
     records = []
@@ -73,8 +92,6 @@ def read_manifest(path: str | os.PathLike) -> list[ClipRecord]:
             raise AmgError(f"{path}:{n}: frames {list(rec.frames)} / fps {rec.fps}: expected 0 <= start < end "
                            "and fps > 0")
         records.append(rec)
-    if not records:
-        raise AmgError(f"{path}: manifest has no clips")
     return records
 
 

@@ -113,3 +113,36 @@ def test_prep_multirun_joblib(videos, tmp_path):
                         f"hydra.run.dir={tmp_path / 'merge'}"], env=env(), cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     check_outputs(out, 2)
+
+
+def test_prep_output_trains_and_the_adapter_loads_in_generate(videos, tmp_path):
+    """The loop of the three apps with tiny random models: prep -> train -> generate."""
+    from amg.generate import run as generate
+    from amg.prep import run as prep
+    from amg.train import run as train
+    from finetune.data import read_manifest
+    from finetune.tiny import build_tiny_text_to_video
+
+    out = tmp_path / "prep"
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose(config_name="prep", overrides=[f"video={videos[0]}", f"out_dir={out}", "num_shards=1"] + SMALL)
+    prep(cfg, "job-loop")
+    assert len(read_manifest(out / "manifests")) == len(read_manifest(out / "manifest.jsonl")) == 1
+    base = build_tiny_text_to_video(tmp_path / "t2v")
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        tcfg = compose(config_name="train", overrides=[
+            f"model.path={base}", f"data.manifest={out / 'manifests'}", "data.num_frames=4", "data.height=32",
+            "data.width=32", "train.steps=3", "train.lr=1e-3", "train.checkpoint_every=3", "train.progress=false",
+            "train.tensorboard=false"])
+    result = train(tcfg, tmp_path / "train")
+    adapter = tmp_path / "train" / "adapter"
+    assert adapter.is_dir() and result is not None
+    gen_out = tmp_path / "gen"
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        gcfg = compose(config_name="generate", overrides=[
+            "num_frames=4", "width=32", "height=32", "avatar.num_gaussians=1500", "progress=false",
+            "model=modelscope", f"model.path={base}", f"model.adapter={adapter}", "model.num_inference_steps=2"])
+    generate(gcfg, gen_out)
+    video, _ = read_video(gen_out / "video.mp4")
+    preview, _ = read_video(gen_out / "preview.mp4")
+    assert video.shape == (4, 32, 32, 3) and preview.shape == (4, 32, 64, 3)
