@@ -236,11 +236,11 @@ class FitConfig:
     orient_iterations: int = 10
     lr: float = 0.04  # Adam only
     w_reproj: float = 1.0
-    w_world: float = 1.0
+    w_world: float = 0.3
     w_bend: float = 1.0
     w_rest: float = 1e-5
     w_rest_unobserved: float = 1e-3
-    w_smooth: float = 0.05
+    w_smooth: float = 0.2
     w_shape: float = 1e-4
     min_confidence: float = 0.2
 

@@ -88,11 +88,15 @@ class PoseEstimator:
         masks: also return a segmentation mask per person.
         duplicate_iou: detections overlapping a better one by more than this box IoU are dropped (the
             detector sometimes fires twice on one person when ``num_poses > 1``).
+        passes: detection passes per frame. BlazePose's detector often reports only the most salient of
+            several people, so each further pass paints the people found so far out of the frame (their
+            dilated masks, or boxes, filled with the background's median colour) and looks again, until a
+            pass finds nobody new or ``num_poses`` are found.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 masks: bool = True, duplicate_iou: float = 0.7) -> None:
+                 masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -108,7 +112,8 @@ class PoseEstimator:
             num_poses=int(num_poses),
             min_pose_detection_confidence=float(min_detection_confidence),
             min_pose_presence_confidence=float(min_presence_confidence),
-            output_segmentation_masks=bool(masks),
+            # the masks also say what to paint out before a further detection pass
+            output_segmentation_masks=bool(masks) or (passes > 1 and num_poses > 1),
         )
         try:
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
@@ -116,12 +121,30 @@ class PoseEstimator:
             raise AmgError(f"{path}: not a usable PoseLandmarker bundle ({str(e).splitlines()[0]})") from None
         self.masks = masks
         self.duplicate_iou = duplicate_iou
+        self.num_poses = int(num_poses)
+        self.passes = max(1, int(passes)) if num_poses > 1 else 1
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or min(frame.shape[:2]) < 1:
             raise AmgError(f"frame: expected an (H,W,3) uint8 RGB image, got {frame.dtype} {frame.shape}")
+        people: list[Detection] = []
+        work = frame
+        for _ in range(self.passes):
+            found = [d for d in self._detect(work) if not _overlaps(d, people, self.duplicate_iou)]
+            if not found:
+                break
+            people = _suppress_duplicates(people + found, self.duplicate_iou)[: self.num_poses]
+            if len(people) >= self.num_poses:
+                break
+            work = _paint_out(frame, people)
+        if not self.masks:
+            for d in people:
+                d.mask = None
+        return people
+
+    def _detect(self, frame: np.ndarray) -> list[Detection]:
         H, W = frame.shape[:2]
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
         result = self._landmarker.detect(image)
@@ -134,7 +157,7 @@ class PoseEstimator:
             if kp.shape != (NUM_LANDMARKS, 3) or world.shape != (NUM_LANDMARKS, 3):
                 continue
             mask = None
-            if self.masks and i < len(masks):
+            if i < len(masks):
                 mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(H, W).copy()
             box = np.clip(landmark_box(kp), 0, [W, H, W, H]).astype(np.float32)
             people.append(Detection(kp, world, box, float(kp[:, 2].mean()), mask))
@@ -167,6 +190,39 @@ class PoseEstimator:
 def _unit(v) -> float:
     v = 0.0 if v is None else float(v)
     return min(max(v, 0.0), 1.0)
+
+
+def _overlaps(d: Detection, people: list[Detection], iou: float) -> bool:
+    """True when ``d`` re-finds one of ``people`` (a painted-out person's remains, or the same box)."""
+    if not people:
+        return False
+    if box_iou(d.box, np.stack([k.box for k in people])).max() > iou:
+        return True
+    # a detection centred inside a found person's mask is that person again
+    x, y = (int(v) for v in 0.5 * (d.box[:2] + d.box[2:]))
+    return any(k.mask is not None and 0 <= y < k.mask.shape[0] and 0 <= x < k.mask.shape[1] and k.mask[y, x] > 0.5
+               for k in people)
+
+
+def _paint_out(frame: np.ndarray, people: list[Detection]) -> np.ndarray:
+    """``frame`` with ``people`` covered by the median colour of the rest (masks dilated, or boxes)."""
+    import cv2
+
+    H, W = frame.shape[:2]
+    cover = np.zeros((H, W), np.uint8)
+    for d in people:
+        if d.mask is not None:
+            m = (d.mask > 0.3).astype(np.uint8)
+            r = max(2, int(0.04 * float(max(d.box[2] - d.box[0], d.box[3] - d.box[1]))))
+            cover |= cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        else:
+            x0, y0, x1, y1 = (int(round(v)) for v in d.box)
+            cover[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1
+    rest = frame[cover == 0]
+    fill = np.median(rest, axis=0) if len(rest) else np.full(3, 127.0)
+    out = frame.copy()
+    out[cover > 0] = fill.astype(np.uint8)
+    return out
 
 
 def _suppress_duplicates(people: list[Detection], iou: float) -> list[Detection]:
