@@ -17,7 +17,6 @@ default body and SMPL / SMPL-X bodies.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from render.errors import AmgError
 from render.gaussian import Gaussians
 from render.io import atomic_path
-from render.rotations import matrix_to_quaternion, quaternion_multiply, quaternion_to_matrix
+from render.rotations import matrix_to_quaternion, quaternion_multiply
 
 from .appearance import Appearance, parse_appearance
 
@@ -218,14 +217,17 @@ class GaussianAvatar:
     # ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.ply, standard 3DGS layout of the rest pose) and ``path.with_suffix('.npz')``
-        holding the body binding (face ids, barycentrics, offsets, weights, betas)."""
+        holding the body binding (face ids, barycentrics, offsets, weights, betas) and the exact float32
+        scales, opacities and colours, which the PLY's log / logit / SH encoding rounds."""
         path = Path(path)
         save_ply(path, self.canonical())
         with atomic_path(path.with_suffix(".npz")) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, face_ids=self.face_ids.numpy(), bary=self.bary.numpy(),
                                     offsets=self.offsets.numpy(), weights=self.weights.numpy(),
-                                    betas=self.betas.numpy(), num_vertices=np.int64(_rest(self.body, self.betas)[0].shape[0]))
+                                    betas=self.betas.numpy(), num_vertices=np.int64(_rest(self.body, self.betas)[0].shape[0]),
+                                    scales=self.scales.float().numpy(), opacities=self.opacities.float().numpy(),
+                                    colors=self.colors.float().numpy())
         return path
 
     @classmethod
@@ -244,9 +246,17 @@ class GaussianAvatar:
         if len(g) != len(b["face_ids"]):
             raise AmgError(f"{side}: binding has {len(b['face_ids'])} Gaussians, {path.name} has {len(g)}")
         colors = g.colors if g.colors.dim() == 2 else (g.colors[:, 0] * 0.28209479177387814 + 0.5).clamp(0, 1)
+        scales, opac, colors = g.scales, g.opacities, colors.float()
+        # the PLY is the source (it may have been edited in a viewer); where it still holds the saved
+        # values up to its encoding's rounding, the sidecar's exact ones make renders identical
+        for name, cur in (("scales", scales), ("opacities", opac), ("colors", colors)):
+            if name in b.files:
+                exact = torch.as_tensor(b[name])
+                if exact.shape == cur.shape and torch.allclose(cur, exact, rtol=1e-5, atol=1e-6):
+                    cur.copy_(exact)
         return cls(body, torch.as_tensor(b["face_ids"]).long(), torch.as_tensor(b["bary"]),
-                   torch.as_tensor(b["offsets"]), torch.as_tensor(b["weights"]), g.quats, g.scales,
-                   g.opacities, colors.float(), torch.as_tensor(b["betas"]))
+                   torch.as_tensor(b["offsets"]), torch.as_tensor(b["weights"]), g.quats, scales,
+                   opac, colors, torch.as_tensor(b["betas"]))
 
     @classmethod
     def from_ply(cls, path: str | Path, body, betas: torch.Tensor | None = None) -> "GaussianAvatar":
