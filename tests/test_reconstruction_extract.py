@@ -81,3 +81,56 @@ def test_closed_loop_on_mesh_renders_of_the_default_body(estimator):
     uv, _ = res.cameras.project(posed.joints.double())
     uv_true, _ = CameraPath.static(cam, F).project(truth.joints.double())
     assert (uv - uv_true).norm(dim=-1).mean() < 12
+
+
+def test_truncated_and_one_frame_video_files(estimator, tmp_path):
+    """A video cut short mid-stream either decodes what is intact or raises a one-line AmgError; a
+    one-frame file goes through extraction (flagged when nobody is in it), never a crash."""
+    from reconstruction.video import read_frames
+    from render.video import write_video
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    whole = write_video(tmp_path / "whole.mp4", frames, fps=8)
+    data = whole.read_bytes()
+    for keep in (len(data) // 2, 48):
+        cut = tmp_path / f"cut_{keep}.mp4"
+        cut.write_bytes(data[:keep])
+        try:
+            got, fps = read_frames(cut)
+        except AmgError as e:
+            assert "\n" not in str(e) and str(cut) in str(e)
+        else:
+            assert got.dtype == np.uint8 and got.shape[1:] == (64, 64, 3) and 1 <= len(got) <= 12 and fps > 0
+    one = write_video(tmp_path / "one.mp4", np.full((1, 48, 48, 3), 90, np.uint8), fps=8)
+    got, fps = read_frames(one)
+    assert got.shape == (1, 48, 48, 3)
+    res = extract_people(got, fps, body=stick_body(), estimator=estimator)
+    assert not res.usable and res.flags == ["no person found in any frame"] and len(res.cameras) == 1
+
+
+def test_a_failed_save_leaves_nothing_that_looks_finished(estimator, tmp_path, monkeypatch):
+    """meta.json (the done marker) is written last and every file atomically: a save that fails midway
+    leaves no meta.json and no partial file; a clip with nobody in it saves its flag."""
+    import skimage.data
+
+    res = extract_people(skimage.data.astronaut()[None], fps=8, body=stick_body(), estimator=estimator)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError):
+        res.save(tmp_path / "broken")
+    monkeypatch.undo()
+    left = sorted(p.name for p in (tmp_path / "broken").iterdir())
+    assert "meta.json" not in left and "keypoints.npz" not in left
+    assert all(not n.startswith(".") and not n.endswith(".tmp") for n in left), left
+
+    empty = extract_people(np.full((2, 32, 32, 3), 90, np.uint8), fps=8, body=stick_body(), estimator=estimator)
+    out = empty.save(tmp_path / "empty")
+    import json
+
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["flags"] == ["no person found in any frame"] and meta["track_ids"] == []
+    assert not list(out.glob("motion_*.npz"))
