@@ -43,8 +43,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    t0 = time.perf_counter()
     ours = BodyModel.load(args.body)
+    load_s = time.perf_counter() - t0
     ref = BodyModel.load(args.body, backend="smplx")
+    print(f"load {args.body}: {load_s * 1000:.0f} ms (goal well under a second; ratio to 1 s {load_s:.2f})")
     print(f"body {args.body}: {ours.num_vertices} vertices, {ours.num_betas} betas, "
           f"pose correctives {'on' if ours.has_posedirs else 'off (zero)'}; torch threads {torch.get_num_threads()}")
     print("smplx ms: BodyModel(backend='smplx') (smplx's SMPL forward plus its batch_rigid_transform for the "

@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -163,10 +162,9 @@ needs_default = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="defau
 
 
 @needs_default
-def test_default_body_loads_fast_and_is_small():
-    t = time.perf_counter()
+def test_default_body_is_small_and_smpl_shaped():
+    # load time is measured by benchmarks/body_forward.py, not asserted here
     body = BodyModel.load("default")
-    assert time.perf_counter() - t < 1.0
     assert DEFAULT_BODY_PATH.stat().st_size <= 8 * 2**20
     assert body.num_betas >= 8 and body.num_joints == 24
     assert tuple(body.parents) == SMPL_PARENTS
