@@ -70,3 +70,24 @@ def test_box_iou_against_a_loop():
             h = max(0.0, min(a[i, 3], b[j, 3]) - max(a[i, 1], b[j, 1]))
             area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
             assert abs(got[i, j] - w * h / (area(a[i]) + area(b[j]) - w * h)) < 1e-12
+
+
+def test_further_passes_find_the_people_one_detection_pass_misses():
+    """The astronaut beside her mirror image: one BlazePose pass reports a single person; painting the
+    found person out and looking again finds the other, without re-finding the first."""
+    import skimage.data
+
+    a = skimage.data.astronaut()
+    two = np.ascontiguousarray(np.concatenate([a, a[:, ::-1]], axis=1))
+    with PoseEstimator(num_poses=2, passes=1) as one_pass:
+        assert len(one_pass(two)) == 1
+    with PoseEstimator(num_poses=2, passes=3) as est:
+        people = est(two)
+    assert len(people) == 2
+    centres = sorted(float(0.5 * (p.box[0] + p.box[2])) for p in people)
+    assert centres[0] < 512 < centres[1]  # one on each half
+    # each person's nose lies on their own face: the mirror places it at 1024 - x of the original
+    noses = sorted(float(p.keypoints[0, 0]) for p in people)
+    assert abs(noses[0] + noses[1] - 1024) < 20
+    with PoseEstimator(num_poses=1) as single:
+        assert len(single(two)) == 1
