@@ -42,10 +42,18 @@ _JOINT_SEGMENT = {0: "upper_leg", 1: "upper_leg", 2: "upper_leg", 3: "torso", 4:
 _PELVIS, _LHIP, _RHIP, _LKNEE, _RKNEE, _LANKLE, _RANKLE = 0, 1, 2, 4, 5, 7, 8
 _SPINE3, _NECK, _HEAD, _LSHO, _RSHO, _LELB, _RELB, _LWRI, _RWRI = 9, 12, 15, 16, 17, 18, 19, 20, 21
 
-
+# Surface splats, tuned against the posed mesh rendered by pyrender (tests/test_avatar_render.py,
+# benchmarks/avatar.py). Standard deviations in units of the sampling spacing sqrt(area / n): 0.6 along
+# the surface covers it without holes (with stratified sampling) even where splats span several pixels;
+# thin along the normal, because the edge-on splats at an outline set the silhouette's width.
 _TANGENT_SCALE = 0.6
 _NORMAL_SCALE = 0.05
+# Metres the splat surface sits inside the skin. 3DGS rasterization adds a 0.3 px^2 low-pass to every
+# splat, and the many edge-on splats along an outline push alpha past 0.5 about a pixel outside it;
+# 7 mm is about one pixel of a full-body 256 px view (AMG's), so the alpha = 0.5 outline lands on the
+# skin's there (higher resolutions see a body up to 7 mm slimmer; depth reads up to ~1 cm far).
 _SURFACE_INSET = 0.007
+# Near-opaque, so the front surface hides the back one (colour) and expected depth is the front's.
 _OPACITY = 0.99
 # how far each garment stands off the skin, metres (cloth over skin, a jacket over a shirt)
 _THICKNESS = {"top": 0.004, "dress": 0.004, "bottom": 0.004, "outer": 0.012, "shoes": 0.005, "hair": 0.008}
@@ -128,9 +136,6 @@ class GaussianAvatar:
         region = _Regions(rest_j, app)
         seg = segment_labels(w)
         color, thick = region.surface(anchor, seg, normal)
-        # the splat surface sits inside the skin by about one pixel of a full-body 256 px view: the 0.3 px^2
-        # low-pass of 3DGS rasterization grows every outline by that much, so the alpha = 0.5 outline
-        # then falls on the skin's
         offsets = normal * (thick - _SURFACE_INSET)[:, None]
         quats = _normal_frame_quats(normal)
         s_t = torch.full((n_surf,), _TANGENT_SCALE * spacing)
