@@ -129,7 +129,8 @@ class GaussianAvatar:
         fid = _stratified_faces(area, n_surf, gen)
         bary = _sample_bary(n_surf, gen)
         anchor = (tri[fid] * bary[..., None]).sum(1)
-        normal = _face_normals(tri)[fid]
+        # interpolated vertex normals: shading and splat orientation vary smoothly across faces
+        normal = torch.nn.functional.normalize((_vertex_normals(rest_v, faces)[faces[fid]] * bary[..., None]).sum(1), dim=-1)
         w = (W[faces[fid]] * bary[..., None]).sum(1)
         spacing = math.sqrt(float(area.sum()) / n_surf)
 
@@ -153,8 +154,13 @@ class GaussianAvatar:
         if extra.get("hair"):
             parts.append(_long_hair(region, rest_v, faces, W, extra["hair"], spacing, gen))
         fid, bary, offsets, w, quats, scales, color = (torch.cat(x) for x in zip(*parts))
-        # shading noise: low-frequency per-Gaussian brightness jitter so flat garments read as cloth
-        noise = 1 + 0.05 * torch.randn(len(fid), 1, generator=gen)
+        # shading noise so flat garments read as cloth: mostly smooth folds (a few random plane waves of
+        # 5-15 cm over the rest pose), a little per-splat grain
+        pos = (rest_v[faces[fid]] * bary[..., None]).sum(1) + offsets
+        k = torch.nn.functional.normalize(torch.randn(6, 3, generator=gen), dim=-1)
+        k = k * (2 * math.pi / (0.05 + 0.1 * torch.rand(6, 1, generator=gen)))
+        folds = torch.sin(pos @ k.T + 2 * math.pi * torch.rand(6, generator=gen)).mean(1, keepdim=True)
+        noise = 1 + 0.12 * folds + 0.02 * torch.randn(len(fid), 1, generator=gen)
         color = (color * noise).clamp(0, 1)
         opac = torch.full((len(fid),), _OPACITY)
         return cls(body, fid, bary, offsets, w, quats, scales, opac, color.float(), betas, app)
@@ -313,6 +319,14 @@ def _stratified_faces(area: torch.Tensor, n: int, gen: torch.Generator) -> torch
     cum = torch.cumsum(area.double(), 0)
     pos = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=gen, dtype=torch.float64)) * (cum[-1] / n)
     return torch.searchsorted(cum, pos).clamp_max(len(area) - 1)
+
+
+def _vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``(V,3)`` unit vertex normals, the area-weighted mean of the faces around each vertex."""
+    tri = vertices[faces]
+    n = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)  # length = 2 * area
+    acc = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), n.repeat_interleave(3, dim=0))
+    return acc / acc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def _sample_bary(n: int, gen: torch.Generator) -> torch.Tensor:
