@@ -1,6 +1,5 @@
 import warnings
 
-import numpy as np
 import pytest
 
 from avatars.appearance import color_from_words, parse_appearance

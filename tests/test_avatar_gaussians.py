@@ -3,7 +3,7 @@ import pytest
 import torch
 import trimesh
 
-from avatars.gaussians import GaussianAvatar, _closest_points, load_ply, save_ply
+from avatars.gaussians import _closest_points, load_ply, save_ply
 from render.errors import AmgError
 from render.gaussian import Gaussians
 

@@ -28,15 +28,6 @@ MAN = "A man wearing a white dress shirt and dark pants"
 SKIN_TIGHT = Appearance(text="bald, nothing worn", hair_length="bald", garments={})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The rasterizer's many small ops lose more to thread hand-offs than they gain on a busy 2-core CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def body():
     return BodyModel.load()

@@ -1,7 +1,6 @@
 """The camera convention end to end: a marker at a known world point lands, in a pyrender image, where
 ``Camera.project`` says, for cameras from every ``CameraPath`` generator."""
 
-import numpy as np
 import pytest
 import torch
 import trimesh

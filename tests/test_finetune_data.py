@@ -11,14 +11,6 @@ from finetune.tiny import build_tiny_text_to_video, write_tiny_clips
 from render.errors import AmgError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_manifest_round_trip_and_relative_paths(tmp_path):
     recs = [ClipRecord("a/clip.mp4", "b/av.mp4", "a man walks", (3, 40), 24.0)]
     path = write_manifest(tmp_path / "sub" / "m.jsonl", recs)

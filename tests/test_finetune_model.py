@@ -7,14 +7,6 @@ from finetune.tiny import build_tiny_text_to_video
 from render.errors import AmgError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return build_tiny_text_to_video(tmp_path_factory.mktemp("t2v"), seed=0)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from avatars import motion_library
 from avatars.body import BodyModel
