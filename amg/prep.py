@@ -26,7 +26,6 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 from tqdm.auto import tqdm
@@ -96,28 +95,6 @@ class ClipStages:
         write_json(self.marks / f"{stage}.json", {"key": key, "outputs": sorted(outputs)})
 
 
-def _save_motions(path: Path, motions: list[Motion], track_ids: list[int]) -> None:
-    arrays = {"track_ids": np.asarray(track_ids, np.int64)}
-    for i, m in enumerate(motions):
-        arrays[f"fps_{i}"] = np.float64(m.fps)
-        arrays[f"betas_{i}"] = m.betas.detach().numpy()
-        arrays[f"global_orient_{i}"] = m.global_orient.detach().numpy()
-        arrays[f"body_pose_{i}"] = m.body_pose.detach().numpy()
-        arrays[f"transl_{i}"] = m.transl.detach().numpy()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-
-
-def _load_motions(path: Path) -> tuple[list[Motion], list[int]]:
-    d = np.load(path)
-    ids = [int(t) for t in d["track_ids"]]
-    motions = [Motion(fps=float(d[f"fps_{i}"]), betas=torch.as_tensor(d[f"betas_{i}"]),
-                      global_orient=torch.as_tensor(d[f"global_orient_{i}"]),
-                      body_pose=torch.as_tensor(d[f"body_pose_{i}"]), transl=torch.as_tensor(d[f"transl_{i}"]))
-               for i in range(len(ids))]
-    return motions, ids
-
-
 def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
@@ -139,23 +116,19 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
                              **dict(cfg.reconstruction))
         if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked
             raise AmgError("; ".join(res.flags) or "no person tracked through the clip")
-        _save_motions(clip_dir / "tracks.npz", res.motions, list(res.track_ids))
-        res.cameras.save(clip_dir / "cameras.json")
-        with atomic_path(clip_dir / "keypoints.npz") as tmp, open(tmp, "wb") as fh:
-            masks = res.masks if res.masks is not None else np.zeros(clip.frames.shape[:3], np.int32)
-            np.savez_compressed(fh, masks=masks.astype(np.uint8),
-                                **{f"track_{t}": k for t, k in zip(res.track_ids, res.keypoints)})
-        write_json(clip_dir / "tracks.json", {"track_ids": [int(t) for t in res.track_ids],
-                                              "residuals": res.residuals, "seconds": res.seconds})
-        stages.mark("tracks", k_tracks, ["tracks.npz", "cameras.json", "keypoints.npz", "tracks.json"])
-    motions, track_ids = _load_motions(clip_dir / "tracks.npz")
-    cameras = CameraPath.load(clip_dir / "cameras.json")
-    keypoints = np.load(clip_dir / "keypoints.npz")
+        res.save(clip_dir / "tracks")  # motion_<id>.npz, cameras.json, keypoints.npz, meta.json
+        stages.mark("tracks", k_tracks, ["tracks/meta.json", "tracks/cameras.json", "tracks/keypoints.npz"]
+                    + [f"tracks/motion_{t}.npz" for t in res.track_ids])
+    with np.load(clip_dir / "tracks" / "keypoints.npz") as kp:
+        track_ids = [int(t) for t in kp["track_ids"]]
+        keypoints = {t: kp[f"keypoints_{t}"] for t in track_ids}
+        masks = kp["masks"] if "masks" in kp.files else None
+    motions = [Motion.load(clip_dir / "tracks" / f"motion_{t}.npz") for t in track_ids]
+    cameras = CameraPath.load(clip_dir / "tracks" / "cameras.json")
 
     k_cap = _key(k_tracks, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
-        masks = keypoints["masks"]
-        appearance = [captioner.appearance(clip.frames, keypoints[f"track_{t}"], mask=masks == t)
+        appearance = [captioner.appearance(clip.frames, keypoints[t], mask=None if masks is None else masks == t)
                       for t in track_ids]
         scene = captioner.scene(clip.frames)
         write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})

@@ -23,8 +23,8 @@ from omegaconf import DictConfig
 from avatars.scene import Person, render_scene, save_scene
 from render.io import write_meta
 
-from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, pair_appearances,
-                    place_side_by_side, report_errors)
+from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, fit_length,
+                    pair_appearances, place_side_by_side, report_errors)
 
 log = logging.getLogger("amg.render")
 
@@ -43,8 +43,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     people = [Person(avatars[i % len(avatars)], m, name=f"person{i + 1}") for i, m in enumerate(motions)]
     cameras = build_camera(cfg.camera, people)
     if len(cameras) != int(cfg.num_frames):
-        from .build import fit_length
-
         people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))

@@ -25,7 +25,7 @@ import torch
 
 from render.errors import AmgError
 from render.gaussian import Gaussians
-from render.io import atomic_path
+from render.io import atomic_path, write_npz
 from render.rotations import matrix_to_quaternion, quaternion_multiply
 
 from .appearance import Appearance, parse_appearance
@@ -232,13 +232,11 @@ class GaussianAvatar:
         scales, opacities and colours, which the PLY's log / logit / SH encoding rounds."""
         path = Path(path)
         save_ply(path, self.canonical())
-        with atomic_path(path.with_suffix(".npz")) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, face_ids=self.face_ids.numpy(), bary=self.bary.numpy(),
-                                    offsets=self.offsets.numpy(), weights=self.weights.numpy(),
-                                    betas=self.betas.numpy(), num_vertices=np.int64(_rest(self.body, self.betas)[0].shape[0]),
-                                    scales=self.scales.float().numpy(), opacities=self.opacities.float().numpy(),
-                                    colors=self.colors.float().numpy())
+        write_npz(path.with_suffix(".npz"), face_ids=self.face_ids.numpy(), bary=self.bary.numpy(),
+                  offsets=self.offsets.numpy(), weights=self.weights.numpy(), betas=self.betas.numpy(),
+                  num_vertices=np.int64(_rest(self.body, self.betas)[0].shape[0]),
+                  scales=self.scales.float().numpy(), opacities=self.opacities.float().numpy(),
+                  colors=self.colors.float().numpy())
         return path
 
     @classmethod

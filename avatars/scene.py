@@ -163,7 +163,7 @@ def save_scene(res: SceneRender, directory: str | Path, fps: float | None = None
     ``contact_sheet.png``. Returns name -> path of what was written.
     """
     from render.conditions import bbox3d as bb
-    from render.io import atomic_path
+    from render.io import write_npy, write_npz
     from render.video import contact_sheet, write_image, write_video
 
     d = Path(directory)
@@ -173,16 +173,10 @@ def save_scene(res: SceneRender, directory: str | Path, fps: float | None = None
     out: dict[str, Path] = {}
 
     def npz(name, **arrays):
-        with atomic_path(d / name) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        out[name] = d / name
+        out[name] = write_npz(d / name, **arrays)
 
     def npy(name, array):
-        with atomic_path(d / name) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, array)
-        out[name] = d / name
+        out[name] = write_npy(d / name, array)
 
     if "avatar" in conditions:
         out["avatar.mp4"] = write_video(d / "avatar.mp4", res.rgb, fps=fps)

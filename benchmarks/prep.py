@@ -60,7 +60,7 @@ def main() -> None:
         total = time.perf_counter() - t0
         clips = max(summary["clips_kept"], 1)
         stage = {}
-        for f in (tmp / "prep").glob("clips/*/*/tracks.json"):
+        for f in (tmp / "prep").glob("clips/*/*/tracks/meta.json"):
             for k, v in json.loads(f.read_text()).get("seconds", {}).items():
                 stage[k] = stage.get(k, 0.0) + v / clips
     per_clip = total / clips

@@ -10,7 +10,7 @@ import numpy as np
 
 from render.camera import Camera, CameraPath
 from render.errors import AmgError
-from render.io import atomic_path, write_meta
+from render.io import write_meta, write_npz
 
 from .fit import BodyKeypoints, FitConfig, TrackFit, fit_track
 from .pose import PoseEstimator
@@ -78,8 +78,7 @@ class ExtractionResult:
             arrays[f"keypoints_{tid}"], arrays[f"boxes_{tid}"], arrays[f"world_{tid}"] = kp, box, wl
         if self.masks is not None:
             arrays["masks"] = self.masks
-        with atomic_path(out / "keypoints.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, track_ids=np.asarray(self.track_ids, dtype=np.int64), **arrays)
+        write_npz(out / "keypoints.npz", track_ids=np.asarray(self.track_ids, dtype=np.int64), **arrays)
         write_meta(out, "reconstruction", inputs={"frames": len(self.cameras), "size": [self.cameras.width,
                                                                                         self.cameras.height]},
                    track_ids=list(self.track_ids), flags=list(self.flags), residuals=self.residuals,

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json", "read_json", "write_meta", "versions"]
+__all__ = ["atomic_path", "write_json", "read_json", "write_npz", "write_npy", "write_meta", "versions"]
 
 
 @contextlib.contextmanager
@@ -47,6 +47,24 @@ def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Pa
     """Write ``data`` as indented JSON atomically; returns the path."""
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return Path(path)
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """Write ``arrays`` into a compressed ``.npz`` atomically; returns the path."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return Path(path)
+
+
+def write_npy(path: str | os.PathLike, array: Any) -> Path:
+    """Write one array as ``.npy`` atomically; returns the path."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
     return Path(path)
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..camera import Camera, CameraPath
 from ..errors import AmgError
-from ..io import atomic_path
+from ..io import write_npy
 from ..rotations import axis_angle_to_matrix
 
 __all__ = ["CORNER_SIGNS", "EDGES", "PALETTE", "heading_yaw", "oriented_boxes", "project_boxes",
@@ -173,12 +173,9 @@ def save_boxes(directory, corners2d, corners3d=None) -> Path:
     c2 = np.asarray(corners2d, dtype=np.float32)
     if c2.ndim != 4 or c2.shape[2:] != (8, 2):
         raise AmgError(f"save_boxes: expected corners (F,P,8,2), got shape {c2.shape}")
-    path = d / "bbox3d.npy"
-    with atomic_path(path) as tmp:
-        np.save(tmp, c2)
+    path = write_npy(d / "bbox3d.npy", c2)
     if corners3d is not None:
-        with atomic_path(d / "bbox3d_world.npy") as tmp:
-            np.save(tmp, np.asarray(corners3d, dtype=np.float32))
+        write_npy(d / "bbox3d_world.npy", np.asarray(corners3d, dtype=np.float32))
     return path
 
 
