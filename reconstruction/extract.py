@@ -176,7 +176,8 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
     seconds["pose"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tracking = track_people(detections, max_gap=max_gap, max_lost=max_lost, min_fraction=min_fraction)
+    tracking = track_people(detections, max_gap=max_gap, max_lost=max_lost, min_fraction=min_fraction,
+                            rotations=path.R.transpose(-1, -2).numpy())
     seconds["track"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

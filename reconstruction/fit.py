@@ -10,6 +10,12 @@ For one tracked person over ``F`` frames the fit optimises shared ``betas`` and 
 - a pose prior (anatomical bend directions of knees and elbows, closeness to the rest pose, more for
   joints no landmark observes), temporal smoothness (joint accelerations) and a shape prior.
 
+Landmarks the estimator marks occluded keep a small weight (its guess at a hidden limb), and after the
+first solve the landmarks are reweighted robustly by their reprojection error and the fit refined, so a
+frame whose landmarks sit on the wrong limb or person stops pulling. The world landmarks weigh most in
+the initialisation (limb directions, torso orientation): on rendered and low-resolution people their
+depth is often no better than a guess, so their term in the loss is kept light.
+
 Only the joints and ~20 keypoint vertices are evaluated in the loop (:class:`BodyKeypoints`, checked
 against the full body forward), so a 16-frame clip takes a few seconds on a CPU. Initialisation is
 analytic: torso orientation from the world landmarks, depth from a weak-perspective fit of the world
@@ -232,17 +238,26 @@ class FitConfig:
     """
 
     optimizer: str = "lbfgs"
-    iterations: int = 30
+    iterations: int = 60
     orient_iterations: int = 10
     lr: float = 0.04  # Adam only
     w_reproj: float = 1.0
-    w_world: float = 0.3
+    w_world: float = 0.1
     w_bend: float = 1.0
     w_rest: float = 1e-5
     w_rest_unobserved: float = 1e-3
     w_smooth: float = 0.2
     w_shape: float = 1e-4
     min_confidence: float = 0.2
+    #: confidence floor for the landmarks of a detected person that the estimator marks unseen: its
+    #: guess at an occluded limb still beats the rest pose
+    occluded_weight: float = 0.1
+    #: robust refinement: after the fit, each landmark's weight is multiplied by the Cauchy weight
+    #: ``1 / (1 + (r / (robust_scale * median r))^2)`` of its reprojection error ``r`` and the fit refined,
+    #: (``median r`` at least 1% of the person's size) so landmarks on the wrong limb or person (crossings,
+    #: left/right confusions) stop pulling
+    robust_rounds: int = 1
+    robust_scale: float = 3.0
 
 
 @dataclass
@@ -368,7 +383,7 @@ def _limb_pose(world_w: torch.Tensor, conf: torch.Tensor, global_rot: torch.Tens
         if j in limbs:
             c, a, b = limbs[j]
             d = world_w[:, b] - world_w[:, a]
-            ok = (torch.minimum(conf[:, a], conf[:, b]) >= 0.3) & (d.norm(dim=-1) > 1e-6)
+            ok = (torch.minimum(conf[:, a], conf[:, b]) > 0) & (d.norm(dim=-1) > 1e-6)
             d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-9)
             rest = rest_joints[c] - rest_joints[j]
             rest = (rest / rest.norm().clamp_min(1e-9)).to(world_w.dtype).expand(F, 3)
@@ -441,9 +456,12 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     lm = bk.landmark_index
     obs = torch.as_tensor(kp)[:, lm]  # (F,K,3)
     conf = obs[..., 2] * (obs[..., 2] >= cfg.min_confidence)
-    w2d = conf * bk.landmark_weight
+    detected = (torch.as_tensor(kp[..., 2]).max(-1).values > 0)[:, None]
+    w_data = torch.where(detected, conf.clamp_min(cfg.occluded_weight), conf) * bk.landmark_weight
+    w_report = conf * bk.landmark_weight  # residuals are reported on the confident landmarks
     obs_world = torch.as_tensor(wl)[:, lm]
-    w3d = w2d if world is not None else torch.zeros_like(w2d)
+    w2d = w_data.clone()
+    w3d = w_data.clone() if world is not None else torch.zeros_like(w_data)
     # person size in pixels per frame: normalises the reprojection term across resolutions and distances
     seen = conf > 0
     scale = torch.ones(F)
@@ -478,13 +496,12 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     rest_w[list(_UNOBSERVED)] = cfg.w_rest_unobserved
     bend = torch.tensor([[i, a] for i, a, _ in _BEND_LIMITS])
     bend_sign = torch.tensor([s for *_, s in _BEND_LIMITS])
-    wsum2d = w2d.sum().clamp_min(1e-6)
 
     def losses(full: bool) -> dict[str, torch.Tensor]:
         joints, pts = bk(betas, go, pose, tr)
         uv, pc = _project(pts, K, R, t)
         r2d = ((uv - obs[..., :2]).norm(dim=-1) / scale[:, None]) ** 2
-        out = {"reproj": cfg.w_reproj * (w2d * r2d).sum() / wsum2d}
+        out = {"reproj": cfg.w_reproj * (w2d * r2d).sum() / w2d.sum().clamp_min(1e-6)}
         if world is not None and float(w3d.sum()) > 0:
             with torch.no_grad():  # alignment from the current estimate; gradients flow through pc
                 s, Rp, tp = procrustes(obs_world.double(), pc.detach().double(), w3d.double() + 1e-9)
@@ -528,6 +545,18 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         if init is None or init.global_orient.shape[0] != F:
             run([go, tr], cfg.orient_iterations)
         run([go, tr, pose, betas], cfg.iterations)
+        for _ in range(cfg.robust_rounds):
+            with torch.no_grad():
+                _, pts = bk(betas, go, pose, tr)
+                r = (_project(pts, K, R, t)[0] - obs[..., :2]).norm(dim=-1) / scale[:, None]
+                if not bool((w_data > 0).any()):
+                    break
+                # the typical error, at least 1% of the person's size: exact data stays fully weighted
+                typical = r[w_data > 0].median().clamp_min(0.01)
+                robust = 1.0 / (1.0 + (r / (cfg.robust_scale * typical)) ** 2)
+                w2d = w_data * robust
+                w3d = w2d if world is not None else w3d
+            run([go, tr, pose, betas], cfg.iterations)
     finally:
         torch.set_num_threads(threads)
 
@@ -535,13 +564,13 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         joints, pts = bk(betas, go, pose, tr)
         uv, pc = _project(pts, K, R, t)
         err = (uv - obs[..., :2]).norm(dim=-1)
-        reproj = float((w2d * err).sum() / wsum2d)
+        reproj = float((w_report * err).sum() / w_report.sum().clamp_min(1e-6))
         res = {"reprojection_px": reproj, "frames": F, "seconds": 0.0}
-        if world is not None and float(w3d.sum()) > 0:
-            s, Rp, tp = procrustes(obs_world.double(), pc.double(), w3d.double() + 1e-9)
+        if world is not None and float(w_report.sum()) > 0:
+            s, Rp, tp = procrustes(obs_world.double(), pc.double(), w_report.double() + 1e-9)
             aligned = s[:, None, None] * obs_world.double() @ Rp.transpose(-1, -2) + tp[:, None]
             e3 = (pc.double() - aligned).norm(dim=-1)
-            res["world_mm"] = float(1000 * (w3d * e3).sum() / w3d.sum())
+            res["world_mm"] = float(1000 * (w_report * e3).sum() / w_report.sum())
         res = {k: v for k, v in res.items() if not (isinstance(v, float) and math.isnan(v))}
     res["seconds"] = time.perf_counter() - start
     return TrackFit(betas.detach().clone(), go.detach().clone(), pose.detach().clone(), tr.detach().clone(),

@@ -2,7 +2,9 @@
 
 Frame by frame, live tracks are matched to detections by the Hungarian algorithm on a cost mixing box
 overlap (1 - IoU) and landmark distance (normalised by the person's size), both against a constant-velocity
-prediction so that people crossing each other keep their ids. Short gaps are bridged by interpolation,
+prediction so that people crossing each other keep their ids. Frames in which the pose estimator read a
+person back to front (left and right swapped) are mirrored back where that keeps the torso's facing
+direction continuous (:func:`resolve_sides`). Short gaps are bridged by interpolation,
 short tracks are dropped as spurious, and a clip in which a kept subject is missing for a while gets a flag
 naming the track and the frames (AMG drops such clips).
 """
@@ -19,9 +21,99 @@ from render.errors import AmgError
 
 from .pose import NUM_LANDMARKS, Detection, box_iou
 
-__all__ = ["Track", "TrackingResult", "track_people", "assignment_cost"]
+__all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_PAIRS", "mirror_landmarks",
+           "facing_directions", "resolve_sides"]
 
 _UNMATCHED = 1e6
+
+#: BlazePose landmark pairs (left, right): eyes, ears, mouth, shoulders, arms, hands, hips, legs, feet.
+SIDE_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
+              (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
+_MIRROR = np.arange(NUM_LANDMARKS)
+for _l, _r in SIDE_PAIRS:
+    _MIRROR[_l], _MIRROR[_r] = _r, _l
+_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
+
+
+def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The other reading of a person: left and right labels swapped and world depth negated.
+
+    A person seen from behind and read as facing the camera (or the reverse) projects to nearly the same
+    pixels, with left and right exchanged and the body's depth reflected; this undoes such a reading.
+
+    Args:
+        keypoints: ``(...,33,3)`` pixels and confidence; world: ``(...,33,3)`` metres, camera axes.
+    Returns:
+        the mirrored ``keypoints`` and ``world`` (new arrays).
+    """
+    kp = np.asarray(keypoints)[..., _MIRROR, :].copy()
+    w = np.asarray(world)[..., _MIRROR, :].copy()
+    w[..., 2] = -w[..., 2]
+    return kp, w
+
+
+def facing_directions(world: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.1) -> np.ndarray:
+    """Unit forward direction of the torso per frame from world landmarks.
+
+    Args:
+        world: ``(F,33,3)`` metres (camera axes: x right, y down, z away); confidence: ``(F,33)``.
+    Returns:
+        ``(F,3)`` in the axes of ``world``; NaN where shoulders or hips are unseen or degenerate.
+    """
+    w = np.asarray(world, dtype=np.float64)
+    left = (w[:, _L_HIP] - w[:, _R_HIP]) + (w[:, _L_SHOULDER] - w[:, _R_SHOULDER])
+    up = 0.5 * (w[:, _L_SHOULDER] + w[:, _R_SHOULDER] - w[:, _L_HIP] - w[:, _R_HIP])
+    fwd = np.cross(left, up)
+    norm = np.linalg.norm(fwd, axis=-1, keepdims=True)
+    ok = (np.asarray(confidence)[:, [_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP]].min(-1) >= min_confidence)
+    ok &= norm[:, 0] > 1e-9
+    return np.where(ok[:, None], fwd / np.maximum(norm, 1e-12), np.nan)
+
+
+def resolve_sides(keypoints: np.ndarray, world: np.ndarray, rotations: np.ndarray | None = None,
+                  swap_cost: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make one track's left/right reading consistent over time.
+
+    Pose estimators now and then read a person's back as their front (or the reverse) for a frame or two:
+    the torso's facing direction then jumps by more than 90 degrees and back. Each frame is kept or
+    mirrored (:func:`mirror_landmarks`) by dynamic programming over the frames whose torso is seen,
+    minimising the sum of the angles (radians) the facing direction turns between them plus
+    ``swap_cost`` per mirrored frame, so a reading is only changed when that removes a larger turn.
+
+    Args:
+        keypoints, world: ``(F,33,3)`` one track (confidence 0 in frames where it is unknown).
+        rotations: ``(F,3,3)`` camera-to-world rotations, so a moving camera's turn is not counted as the
+            person's; default: a static camera.
+        swap_cost: radians charged per mirrored frame.
+    Returns:
+        ``keypoints``, ``world`` (copies, mirrored where chosen) and ``swapped (F,)`` bool.
+    """
+    kp = np.array(keypoints, dtype=np.float32, copy=True)
+    w = np.array(world, dtype=np.float32, copy=True)
+    F = kp.shape[0]
+    swapped = np.zeros(F, dtype=bool)
+    mkp, mw = mirror_landmarks(kp, w)
+    dirs = np.stack([facing_directions(w, kp[..., 2]), facing_directions(mw, mkp[..., 2])], axis=1)  # (F,2,3)
+    if rotations is not None:
+        dirs = np.einsum("fij,fsj->fsi", np.asarray(rotations, dtype=np.float64), dirs)
+    frames = [f for f in range(F) if kp[f, :, 2].max() > 0 and np.isfinite(dirs[f]).all()]
+    if len(frames) < 2:
+        return kp, w, swapped
+    unary = np.array([0.0, swap_cost])
+    cost = unary.copy()
+    back = []
+    for prev, cur in zip(frames[:-1], frames[1:]):
+        turn = np.arccos(np.clip(dirs[prev] @ dirs[cur].T, -1.0, 1.0))  # (2 previous, 2 current)
+        total = cost[:, None] + turn
+        back.append(total.argmin(0))
+        cost = total.min(0) + unary
+    state = int(cost.argmin())
+    for f, b in zip(reversed(frames), reversed([None] + back)):
+        swapped[f] = bool(state)
+        if b is not None:
+            state = int(b[state])
+    kp[swapped], w[swapped] = mkp[swapped], mw[swapped]
+    return kp, w, swapped
 
 
 @dataclass
@@ -107,7 +199,8 @@ class _Live:
 
 def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, max_lost: int = 8,
                  min_fraction: float = 0.25, max_cost: float = 1.5, keypoint_weight: float = 1.0,
-                 bridged_confidence: float = 0.5, lost_frames: int = 1) -> TrackingResult:
+                 bridged_confidence: float = 0.5, lost_frames: int = 1, side_swap_cost: float | None = 0.5,
+                 rotations: np.ndarray | None = None) -> TrackingResult:
     """Associate per-frame detections into tracks.
 
     Args:
@@ -121,6 +214,9 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead; the bound
             grows by a quarter per missing frame, since predictions get less certain.
         lost_frames: a kept track unknown in at least this many frames flags the clip.
+        side_swap_cost: left/right readings of each track are made consistent over its detected frames
+            (:func:`resolve_sides` with this cost) before gaps are bridged; None leaves them as detected.
+        rotations: ``(F,3,3)`` camera-to-world rotations for :func:`resolve_sides` (moving cameras).
     Returns:
         :class:`TrackingResult` with tracks ordered by id (ids 1, 2, ... by first appearance).
     """
@@ -167,7 +263,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         if len(t.frames) < min_frames:
             dropped.append(t.track_id)
             continue
-        tracks.append(_materialise(t, detections, F, max_gap, bridged_confidence))
+        tracks.append(_materialise(t, detections, F, max_gap, bridged_confidence, side_swap_cost, rotations))
     # renumber kept tracks 1..N so ids are stable across runs whatever was dropped
     for new_id, tr in enumerate(tracks, start=1):
         tr.track_id = new_id
@@ -181,7 +277,8 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
     return TrackingResult(tracks, F, flags, dropped)
 
 
-def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence: float) -> Track:
+def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence: float,
+                 side_swap_cost: float | None = None, rotations: np.ndarray | None = None) -> Track:
     kp = np.zeros((F, NUM_LANDMARKS, 3), dtype=np.float32)
     world = np.zeros((F, NUM_LANDMARKS, 3), dtype=np.float32)
     boxes = np.zeros((F, 4), dtype=np.float32)
@@ -192,6 +289,8 @@ def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence:
         d = detections[f][j]
         kp[f], world[f], boxes[f] = d.keypoints, d.world, d.box
         detected[f], index[f] = True, j
+    if side_swap_cost is not None:
+        kp, world, _ = resolve_sides(kp, world, rotations, side_swap_cost)
     lost = np.ones(F, dtype=bool)
     lost[t.frames[0]:t.frames[-1] + 1] = False
     for f0, f1 in zip(t.frames[:-1], t.frames[1:]):

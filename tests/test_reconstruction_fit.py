@@ -85,8 +85,9 @@ def test_warm_start_carries_shape_and_refines_from_a_fixed_point(body):
     assert 1000 * mpjpe(warm.joints, joints[8:]).mean().item() < 30
     truth = type(first)(betas, go[8:], pose[8:], tr[8:], joints[8:])
     exact = fit_track(body, kp[8:], world[8:], cam, body_keypoints=bk, init=truth)
-    # only the scale of the stick body (betas[0]) drifts, towards the shape prior; the pose stays
-    assert 1000 * mpjpe(exact.joints, joints[8:]).mean().item() < 5
+    # only the shape of the stick body drifts, towards the shape prior (its overall size trades against
+    # depth, which the light world term leaves loose: ~6 mm); the pose stays
+    assert 1000 * mpjpe(exact.joints, joints[8:]).mean().item() < 8
 
 
 def test_bad_keypoints_raise(body):
@@ -99,3 +100,35 @@ def test_bad_keypoints_raise(body):
         fit_track(body, bad, None, cam)
     with pytest.raises(AmgError, match="camera path of 2 frames"):
         fit_track(body, np.zeros((2, 33, 3)), None, CameraPath.static(cam, 3))
+
+
+def test_robust_refinement_stops_landmarks_on_the_wrong_limb_from_pulling(body):
+    """Two frames whose left arm landmarks sit 40 px off (an arm of someone else, confidently reported):
+    the robust rounds reweight them by their reprojection error and the arm follows the other frames."""
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(16)
+    cam = default_camera(256, 256)
+    kp, world, joints = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, 16))
+    kp[..., :2] += np.random.default_rng(0).normal(0, 1.0, kp[..., :2].shape).astype(np.float32)
+    kp[6:8, [13, 15, 17, 19], 0] += 40  # left elbow, wrist, pinky, index
+    wrist = {}
+    for rounds in (0, 1, 2):
+        fit = fit_track(body, kp, world, cam, body_keypoints=bk, config=FitConfig(robust_rounds=rounds))
+        wrist[rounds] = 1000 * float((fit.joints[6:8, 20] - joints[6:8, 20]).norm(dim=-1).mean())
+    assert wrist[0] > 300, wrist  # plain least squares follows the stray landmarks
+    assert wrist[1] < 0.5 * wrist[0] and wrist[2] < 80, wrist
+
+
+def test_occluded_landmarks_keep_a_small_weight(body):
+    """An arm the estimator marks unseen (confidence 0.05) in every frame still follows its landmarks'
+    guess instead of staying in the rest pose (arms out), unless the floor is switched off."""
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(16)
+    cam = default_camera(256, 256)
+    kp, world, joints = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, 16))
+    kp[:, [13, 15, 17, 19], 2] = 0.05
+    err = {}
+    for floor in (0.0, 0.1):
+        fit = fit_track(body, kp, world, cam, body_keypoints=bk, config=FitConfig(occluded_weight=floor))
+        err[floor] = 1000 * float((fit.joints[:, 20] - joints[:, 20]).norm(dim=-1).mean())
+    assert err[0.1] < 25 and err[0.1] < 0.8 * err[0.0], err

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from reconstruction.pose import Detection, landmark_box
-from reconstruction.track import assignment_cost, track_people
+from reconstruction.track import (SIDE_PAIRS, assignment_cost, facing_directions, mirror_landmarks, resolve_sides,
+                                  track_people)
 from render.errors import AmgError
 
 
@@ -84,3 +85,70 @@ def test_assignment_cost_against_a_loop():
                     den += w
             d = min((num / den if den else diag) / diag, 2.0)
             assert abs(got[i, j] - ((1 - box_iou(tb[i], db[j])[0, 0]) + d)) < 1e-5
+
+
+def _walker_track(F=12):
+    """Landmarks of the stick body walking and turning in front of a static camera."""
+    import torch
+    from reconstruction_helpers import stick_body, synthetic_observations, walking_pose
+
+    from reconstruction.fit import BodyKeypoints
+    from reconstruction.video import default_camera
+    from render.camera import CameraPath
+
+    body = stick_body()
+    go, pose, tr = walking_pose(F)
+    return synthetic_observations(BodyKeypoints(body), torch.zeros(4), go, pose, tr,
+                                  CameraPath.static(default_camera(256, 256), F))[:2]
+
+
+def test_mirror_swaps_sides_and_is_its_own_inverse():
+    kp, world = _walker_track(4)
+    mkp, mw = mirror_landmarks(kp, world)
+    for left, right in SIDE_PAIRS:
+        assert np.array_equal(mkp[:, left], kp[:, right]) and np.array_equal(mw[:, left, :2], world[:, right, :2])
+    assert np.array_equal(mw[:, 0, 2], -world[:, 0, 2])
+    back = mirror_landmarks(mkp, mw)
+    assert np.array_equal(back[0], kp) and np.array_equal(back[1], world)
+    # the mirrored reading faces the other way in depth
+    a, b = facing_directions(world, kp[..., 2]), facing_directions(mw, mkp[..., 2])
+    assert np.allclose(b[:, 2], -a[:, 2], atol=1e-6)
+
+
+def test_resolve_sides_undoes_frames_read_back_to_front():
+    kp, world = _walker_track(12)
+    bad_kp, bad_world = kp.copy(), world.copy()
+    flipped = [4, 5, 9]
+    bad_kp[flipped], bad_world[flipped] = mirror_landmarks(kp[flipped], world[flipped])
+    fixed_kp, fixed_world, swapped = resolve_sides(bad_kp, bad_world)
+    assert np.nonzero(swapped)[0].tolist() == flipped
+    assert np.allclose(fixed_kp, kp) and np.allclose(fixed_world, world)
+    # a consistent track is left alone, and tracking applies the same step to detections
+    assert not resolve_sides(kp, world)[2].any()
+    dets = [[Detection(k, w, landmark_box(k), 1.0)] for k, w in zip(bad_kp, bad_world)]
+    (track,) = track_people(dets).tracks
+    assert np.allclose(track.keypoints, kp) and np.allclose(track.world, world)
+    (raw,) = track_people(dets, side_swap_cost=None).tracks
+    assert np.allclose(raw.keypoints, bad_kp)
+
+
+def test_resolve_sides_dynamic_programme_matches_brute_force():
+    """The Viterbi choice against trying all 2^F readings on random facing directions."""
+    import itertools
+
+    rng = np.random.default_rng(7)
+    F, cost = 7, 0.5
+    for trial in range(20):
+        world = rng.normal(0, 0.3, (F, 33, 3)).astype(np.float32)
+        kp = np.concatenate([rng.uniform(0, 64, (F, 33, 2)), np.ones((F, 33, 1))], -1).astype(np.float32)
+        _, _, swapped = resolve_sides(kp, world, swap_cost=cost)
+        mkp, mw = mirror_landmarks(kp, world)
+        dirs = np.stack([facing_directions(world, kp[..., 2]), facing_directions(mw, mkp[..., 2])], 1)
+
+        def total(choice):
+            d = dirs[np.arange(F), list(choice)]
+            turns = np.arccos(np.clip((d[:-1] * d[1:]).sum(-1), -1, 1)).sum()
+            return turns + cost * sum(choice)
+
+        best = min(total(c) for c in itertools.product((0, 1), repeat=F))
+        assert total(swapped.astype(int)) == pytest.approx(best, abs=1e-9), trial
