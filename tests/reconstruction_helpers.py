@@ -71,6 +71,8 @@ def synthetic_observations(body_kp, betas, go, pose, transl, path, conf=0.9):
 
 #: azimuth and elevation in degrees of the static closed-loop cameras about the motion's centre
 CLOSED_LOOP_CAMERAS = {"front": (0.0, 5.0), "side45": (45.0, 5.0), "raised": (20.0, 35.0)}
+#: further static cameras for held-out checks (``benchmarks/closed_loop.py --held-out``)
+HELD_OUT_CAMERAS = {"left30": (-30.0, 0.0), "right70": (70.0, 15.0), "back": (180.0, 10.0)}
 CLOSED_LOOP_APPEARANCES = ("a man wearing a red shirt and blue jeans",
                            "a woman wearing a green shirt and black trousers")
 
@@ -96,7 +98,7 @@ def closed_loop_camera(motions, camera, frames=16, fps=8.0, size=256, radius=4.2
     if camera == "orbit":
         return CameraPath.orbit(frames, degrees=180.0, radius=radius, elevation_deg=10.0, target=target,
                                 start_deg=-60.0, fov_deg=50.0, width=size, height=size, fps=fps)
-    az, el = (math.radians(a) for a in CLOSED_LOOP_CAMERAS[camera])
+    az, el = (math.radians(a) for a in {**CLOSED_LOOP_CAMERAS, **HELD_OUT_CAMERAS}[camera])
     eye = (target[0] + radius * math.sin(az) * math.cos(el), target[1] + radius * math.sin(el),
            target[2] + radius * math.cos(az) * math.cos(el))
     return CameraPath.static(Camera.look_at(eye, target, fov_deg=50.0, width=size, height=size), frames, fps)
