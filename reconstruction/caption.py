@@ -23,6 +23,8 @@ import numpy as np
 
 from render.errors import AmgError
 
+from .pose import LANDMARK_INDEX
+
 __all__ = [
     "Q_A", "Q_S", "CLIP_MAX_TOKENS", "Captioner", "LlavaCaptioner", "AttributeCaptioner", "key_frame",
     "person_box", "draw_box", "colour_name", "clip_token_count",
@@ -36,7 +38,8 @@ Q_S = ("How does the scene look? How do the humans in the scene interact with ea
 #: Context length of the CLIP text encoder the captions condition.
 CLIP_MAX_TOKENS = 77
 
-_L_SH, _R_SH, _L_HIP, _R_HIP, _L_KNEE, _R_KNEE, _L_ANK, _R_ANK = 11, 12, 23, 24, 25, 26, 27, 28
+_L_SH, _R_SH, _L_HIP, _R_HIP, _L_KNEE, _R_KNEE, _L_ANK, _R_ANK = (
+    LANDMARK_INDEX[f"{side}_{part}"] for part in ("shoulder", "hip", "knee", "ankle") for side in ("left", "right"))
 _FEET = (27, 28, 29, 30, 31, 32)
 _CLIP_PATTERN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+", re.IGNORECASE)
 

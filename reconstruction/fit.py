@@ -34,7 +34,7 @@ from render.camera import Camera, CameraPath
 from render.errors import AmgError
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-from .pose import NUM_LANDMARKS
+from .pose import LANDMARK_INDEX, NUM_LANDMARKS, torso_axes
 
 __all__ = [
     "LANDMARK_TARGETS", "BodyKeypoints", "FitConfig", "TrackFit", "fit_track", "procrustes", "mpjpe",
@@ -57,7 +57,8 @@ LANDMARK_TARGETS: dict[int, tuple[str, int | str, float]] = {
     29: ("vertex", "LHeel", 0.7), 30: ("vertex", "RHeel", 0.7),
     31: ("vertex", "LBigToe", 0.7), 32: ("vertex", "RBigToe", 0.7),
 }
-_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
+_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = (LANDMARK_INDEX[n] for n in ("left_shoulder", "right_shoulder",
+                                                                          "left_hip", "right_hip"))
 #: metres; 3D residuals are measured in body heights, like 2D ones in the person's size in pixels
 _BODY_HEIGHT = 1.7
 
@@ -301,23 +302,6 @@ def _project(points: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Te
     return uv, pc
 
 
-def _torso_rotation(world: np.ndarray, conf: np.ndarray) -> np.ndarray | None:
-    """Body-to-camera rotation from MediaPipe world landmarks (camera axes), or None when unseen."""
-    if min(conf[[_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP]]) < 0.1:
-        return None
-    left = (world[_L_HIP] - world[_R_HIP]) + (world[_L_SHOULDER] - world[_R_SHOULDER])
-    up = 0.5 * (world[_L_SHOULDER] + world[_R_SHOULDER]) - 0.5 * (world[_L_HIP] + world[_R_HIP])
-    if np.linalg.norm(left) < 1e-6 or np.linalg.norm(up) < 1e-6:
-        return None
-    y = up / np.linalg.norm(up)
-    x = left - y * (left @ y)
-    if np.linalg.norm(x) < 1e-6:
-        return None
-    x = x / np.linalg.norm(x)
-    z = np.cross(x, y)
-    return np.stack([x, y, z], axis=1)  # columns: body axes in camera coordinates
-
-
 def _weak_perspective(kp: np.ndarray, world: np.ndarray, conf: np.ndarray, K: np.ndarray):
     """Depth ``Z`` and camera-frame hip centre from ``uv - c = (f / Z) * X_xy + d``; None when unseen."""
     m = conf >= 0.3
@@ -398,11 +382,9 @@ def _limb_pose(world_w: torch.Tensor, conf: torch.Tensor, global_rot: torch.Tens
 def _initialise(kp: np.ndarray, world: np.ndarray, path: CameraPath, body_kp: BodyKeypoints,
                 betas: torch.Tensor, body_pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     F = kp.shape[0]
-    rots, hips = [], []
-    for f in range(F):
-        conf = kp[f, :, 2]
-        rots.append(_torso_rotation(world[f], conf))
-        hips.append(_weak_perspective(kp[f], world[f], conf, path.K[f].numpy()))
+    axes = torso_axes(world, kp[..., 2])  # body-to-camera rotations, NaN where the torso is unseen
+    rots = [a if np.isfinite(a).all() else None for a in axes]
+    hips = [_weak_perspective(kp[f], world[f], kp[f, :, 2], path.K[f].numpy()) for f in range(F)]
     rots = _fill(rots, F, np.diag([1.0, -1.0, -1.0]))  # facing the camera
     hips = _fill(hips, F, np.array([0.0, 0.0, 3.0]))
     R_cw = path.R.transpose(-1, -2)  # camera-to-world rotation
@@ -460,8 +442,8 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     w_data = torch.where(detected, conf.clamp_min(cfg.occluded_weight), conf) * bk.landmark_weight
     w_report = conf * bk.landmark_weight  # residuals are reported on the confident landmarks
     obs_world = torch.as_tensor(wl)[:, lm]
-    w2d = w_data.clone()
-    w3d = w_data.clone() if world is not None else torch.zeros_like(w_data)
+    w2d = w_data  # the robust rounds reweight these (new tensors, w_data stays)
+    w3d = w_data if world is not None else torch.zeros_like(w_data)
     # person size in pixels per frame: normalises the reprojection term across resolutions and distances
     seen = conf > 0
     scale = torch.ones(F)
@@ -545,12 +527,10 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         if init is None or init.global_orient.shape[0] != F:
             run([go, tr], cfg.orient_iterations)
         run([go, tr, pose, betas], cfg.iterations)
-        for _ in range(cfg.robust_rounds):
+        for _ in range(cfg.robust_rounds if bool((w_data > 0).any()) else 0):
             with torch.no_grad():
                 _, pts = bk(betas, go, pose, tr)
                 r = (_project(pts, K, R, t)[0] - obs[..., :2]).norm(dim=-1) / scale[:, None]
-                if not bool((w_data > 0).any()):
-                    break
                 # the typical error, at least 1% of the person's size: exact data stays fully weighted
                 typical = r[w_data > 0].median().clamp_min(0.01)
                 robust = 1.0 / (1.0 + (r / (cfg.robust_scale * typical)) ** 2)

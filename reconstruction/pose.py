@@ -16,8 +16,8 @@ import numpy as np
 
 from render.errors import AmgError
 
-__all__ = ["LANDMARK_NAMES", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator", "landmark_box",
-           "box_iou"]
+__all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
+           "landmark_box", "box_iou", "torso_axes"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "pose_landmarker.task"
 
@@ -30,6 +30,33 @@ LANDMARK_NAMES = (
     "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index",
 )
 NUM_LANDMARKS = len(LANDMARK_NAMES)
+#: landmark name -> index
+LANDMARK_INDEX = {name: i for i, name in enumerate(LANDMARK_NAMES)}
+_TORSO = [LANDMARK_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+
+
+def torso_axes(world: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.1) -> np.ndarray:
+    """The torso's axes per frame from shoulder and hip landmarks.
+
+    Args:
+        world: ``(F,33,3)`` landmarks in metres (any axes, e.g. MediaPipe's camera axes); confidence ``(F,33)``.
+    Returns:
+        ``(F,3,3)`` rotations whose columns are the body's left, up and forward directions in the axes of
+        ``world`` (left from the hip and shoulder lines, up from the hip centre to the shoulder centre, made
+        orthogonal); NaN where any of the four landmarks is below ``min_confidence`` or the torso is flat.
+    """
+    w = np.asarray(world, dtype=np.float64)
+    ls, rs, lh, rh = (w[:, i] for i in _TORSO)
+    left = (lh - rh) + (ls - rs)
+    up = 0.5 * (ls + rs) - 0.5 * (lh + rh)
+    up_n = np.linalg.norm(up, axis=-1, keepdims=True)
+    y = up / np.maximum(up_n, 1e-12)
+    x = left - y * (left * y).sum(-1, keepdims=True)
+    x_n = np.linalg.norm(x, axis=-1, keepdims=True)
+    x = x / np.maximum(x_n, 1e-12)
+    axes = np.stack([x, y, np.cross(x, y)], axis=-1)
+    ok = (np.asarray(confidence)[:, _TORSO].min(-1) >= min_confidence) & (up_n[:, 0] > 1e-6) & (x_n[:, 0] > 1e-6)
+    return np.where(ok[:, None, None], axes, np.nan)
 
 
 @dataclass

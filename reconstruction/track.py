@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from render.errors import AmgError
 
-from .pose import NUM_LANDMARKS, Detection, box_iou
+from .pose import NUM_LANDMARKS, Detection, box_iou, torso_axes
 
 __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_PAIRS", "mirror_landmarks",
            "facing_directions", "resolve_sides"]
@@ -32,7 +32,6 @@ SIDE_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 
 _MIRROR = np.arange(NUM_LANDMARKS)
 for _l, _r in SIDE_PAIRS:
     _MIRROR[_l], _MIRROR[_r] = _r, _l
-_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
 
 
 def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,21 +52,14 @@ def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarr
 
 
 def facing_directions(world: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.1) -> np.ndarray:
-    """Unit forward direction of the torso per frame from world landmarks.
+    """Unit forward direction of the torso per frame from world landmarks (:func:`pose.torso_axes`).
 
     Args:
         world: ``(F,33,3)`` metres (camera axes: x right, y down, z away); confidence: ``(F,33)``.
     Returns:
         ``(F,3)`` in the axes of ``world``; NaN where shoulders or hips are unseen or degenerate.
     """
-    w = np.asarray(world, dtype=np.float64)
-    left = (w[:, _L_HIP] - w[:, _R_HIP]) + (w[:, _L_SHOULDER] - w[:, _R_SHOULDER])
-    up = 0.5 * (w[:, _L_SHOULDER] + w[:, _R_SHOULDER] - w[:, _L_HIP] - w[:, _R_HIP])
-    fwd = np.cross(left, up)
-    norm = np.linalg.norm(fwd, axis=-1, keepdims=True)
-    ok = (np.asarray(confidence)[:, [_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP]].min(-1) >= min_confidence)
-    ok &= norm[:, 0] > 1e-9
-    return np.where(ok[:, None], fwd / np.maximum(norm, 1e-12), np.nan)
+    return torso_axes(world, confidence, min_confidence)[..., 2]
 
 
 def resolve_sides(keypoints: np.ndarray, world: np.ndarray, rotations: np.ndarray | None = None,

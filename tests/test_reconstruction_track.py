@@ -152,3 +152,22 @@ def test_resolve_sides_dynamic_programme_matches_brute_force():
 
         best = min(total(c) for c in itertools.product((0, 1), repeat=F))
         assert total(swapped.astype(int)) == pytest.approx(best, abs=1e-9), trial
+
+
+def test_torso_axes_recover_a_known_rotation():
+    """Shoulders and hips of a body whose left, up and forward axes are the columns of a random rotation."""
+    from scipy.spatial.transform import Rotation
+
+    from reconstruction.pose import LANDMARK_INDEX, torso_axes
+
+    R = Rotation.random(5, random_state=3).as_matrix()
+    body = {"left_shoulder": (0.18, 0.5, 0.0), "right_shoulder": (-0.18, 0.5, 0.0),
+            "left_hip": (0.1, 0.0, 0.0), "right_hip": (-0.1, 0.0, 0.0)}
+    world = np.zeros((5, 33, 3))
+    conf = np.ones((5, 33))
+    for name, p in body.items():
+        world[:, LANDMARK_INDEX[name]] = R @ np.asarray(p)
+    assert np.allclose(torso_axes(world, conf), R, atol=1e-12)
+    conf[2, LANDMARK_INDEX["left_hip"]] = 0.05
+    axes = torso_axes(world, conf)
+    assert np.isnan(axes[2]).all() and np.isfinite(axes[[0, 1, 3, 4]]).all()
