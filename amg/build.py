@@ -7,8 +7,11 @@ data), so each choice means the same thing in every app.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,12 +28,46 @@ from render.errors import AmgError
 
 log = logging.getLogger("amg")
 
-__all__ = ["report_errors", "static_camera", "build_body", "build_motions", "build_avatars", "build_camera",
-           "fit_length", "place_side_by_side"]
+__all__ = ["report_errors", "hydra_app", "prepare_run_dir", "static_camera", "build_body", "build_motions",
+           "build_avatars", "make_avatars", "build_camera", "build_scene", "Scene", "check_frame_settings",
+           "check_kwargs", "fit_length", "place_side_by_side", "torch_dtype"]
+
+def torch_dtype(name: str, key: str = "dtype") -> torch.dtype | None:
+    """The torch dtype named ``name`` in the one dtype table (:data:`finetune.model.DTYPES`; auto -> None)."""
+    from finetune.model import dtype_from_name
+
+    return dtype_from_name(name, key)
+
+
+def _one_line(e: BaseException) -> str:
+    """A user-facing one-line message for a config error from Hydra or OmegaConf."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(e, MissingMandatoryValue):
+        key = getattr(e, "full_key", None) or str(e).splitlines()[0].rsplit(" ", 1)[-1]
+        return f"{key}: missing; expected a value (add {key}=...)"
+    if isinstance(e, MissingConfigException) and getattr(e, "missing_cfg_file", None):
+        group, _, choice = str(e.missing_cfg_file).rpartition("/")
+        options = list(getattr(e, "options", None) or [])
+        if group:
+            return f"{group}={choice}: unknown choice; expected one of {', '.join(options)}"
+        return f"{choice}: no such config"
+    text = str(e)
+    if isinstance(e, ConfigCompositionException) and text.startswith("Could not override '"):
+        key = text.split("'")[1]
+        hint = text.splitlines()[1].strip() if len(text.splitlines()) > 1 else ""
+        return f"{key}: unknown config key" + (f" ({hint[0].lower()}{hint[1:]})" if hint else "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def report_errors(fn: Callable) -> Callable:
-    """Run an app's ``main``: a user error (:class:`AmgError`) prints one line and exits with status 2."""
+    """Run an app's ``main``: a user error prints one line and exits with status 2.
+
+    User errors are :class:`AmgError` and a mandatory config value left unset (``???``).
+    """
+    from omegaconf.errors import MissingMandatoryValue
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -39,8 +76,88 @@ def report_errors(fn: Callable) -> Callable:
         except AmgError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except MissingMandatoryValue as e:
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(2)
 
     return wrapper
+
+
+def hydra_app(config_name: str) -> Callable:
+    """``@hydra.main`` for the apps, with Hydra's own errors (unknown key or choice) as one line and exit 2.
+
+    Hydra prints a composition error over several lines plus a hint about ``HYDRA_FULL_ERROR`` and exits
+    1; with that variable set it re-raises instead, so the error is caught here and reported like every
+    other user error. Errors inside the app are handled by :func:`report_errors`.
+    """
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    def decorate(fn: Callable) -> Callable:
+        task = hydra.main(config_path="../conf", config_name=config_name, version_base=None)(report_errors(fn))
+
+        @functools.wraps(fn)
+        def main(*args, **kwargs):
+            previous = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return task(*args, **kwargs)
+            except (HydraException, OmegaConfBaseException) as e:
+                print(f"error: {_one_line(e)}", file=sys.stderr)
+                sys.exit(2)
+            finally:
+                if previous is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = previous
+
+        return main
+
+    return decorate
+
+
+# What Hydra itself puts in a fresh run directory before the app starts.
+_HYDRA_OWN = (".hydra",)
+
+
+def prepare_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> list[str]:
+    """Make ``out_dir`` ready for a run: fresh, or (with ``overwrite``) cleared of the previous run's outputs.
+
+    A run writes into a fresh directory (Hydra's default run dir is new for every run). A directory that
+    already holds files other than Hydra's own (``.hydra/``, the ``*.log`` of the job) is refused unless
+    ``overwrite`` is true; then the outputs the previous run listed in its ``meta.json`` (and that
+    ``meta.json``) are removed first, so the folder holds only what this run writes. Files the previous run
+    did not list are left alone. Returns the names removed.
+    """
+    from render.io import read_json
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AmgError(f"{out}: exists and is not a folder; expected a run directory")
+    if not out.is_dir():
+        return []
+    held = sorted(f.name for f in out.iterdir() if f.name not in _HYDRA_OWN and not f.name.endswith(".log"))
+    if not held:
+        return []
+    if not overwrite:
+        raise AmgError(f"{out}: holds earlier outputs ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "
+                       "expected a fresh run directory, or overwrite=true to replace the previous run")
+    meta = out / "meta.json"
+    listed = []
+    if meta.is_file():
+        try:
+            listed = [str(x) for x in (read_json(meta).get("outputs") or [])]
+        except (AmgError, AttributeError):
+            listed = []
+    removed = []
+    for name in listed + ["meta.json"]:
+        f = (out / name).resolve()
+        # only files inside the run directory: a tampered meta.json must not delete anything else
+        if out.resolve() in f.parents and f.is_file():
+            f.unlink()
+            removed.append(name)
+    return removed
 
 
 def static_camera(num_frames: int, eye: Sequence[float], target: Sequence[float], fov_deg: float, width: int,
@@ -134,34 +251,182 @@ def place_side_by_side(motions: list[Motion], spacing: float = 1.0) -> list[Moti
     return out
 
 
-def build_avatars(body, cfg: DictConfig, appearances: Sequence[str] | None = None) -> list[GaussianAvatar]:
-    """One avatar per appearance (``cfg.appearance`` is a string or a list); or ``cfg.ply`` imported."""
-    if cfg.get("ply"):
-        return [GaussianAvatar.load(str(cfg.ply), body)]
+def make_avatars(body, appearances: Sequence[str] | None = None, *, appearance=None, num_gaussians: int,
+                 seed: int, ply: str | None = None, betas: Sequence | None = None) -> list[GaussianAvatar]:
+    """Avatars of the ``avatar`` group (its ``_target_``, called with the body and the appearances).
+
+    Args:
+        body: the body model the Gaussians are bound to.
+        appearances: one text per person; None uses the config's ``appearance`` (a text or a list).
+        num_gaussians: Gaussians per avatar.
+        seed: avatar ``i`` uses ``seed + i``.
+        ply: a 3DGS PLY to import instead of painting from text (one avatar).
+        betas: optional shape ``(B,)`` per avatar (prep's fitted bodies).
+    """
+    if ply:
+        return [GaussianAvatar.load(str(ply), body)]
     if appearances is None:
-        a = cfg.get("appearance", "a person")
-        appearances = list(a) if isinstance(a, (list, ListConfig)) else [str(a)]
-    return [GaussianAvatar.from_body(body, appearance=str(text), num_gaussians=int(cfg.get("num_gaussians", 30000)),
-                                     seed=int(cfg.get("seed", 0)) + i) for i, text in enumerate(appearances)]
+        if appearance is None or (isinstance(appearance, str) and not appearance.strip()):
+            raise AmgError("avatar.appearance: expected a description of the person (or a list, or avatar.ply)")
+        appearances = [str(x) for x in appearance] if isinstance(appearance, (list, tuple, ListConfig)) else [str(appearance)]
+    return [GaussianAvatar.from_body(body, appearance=str(text), num_gaussians=int(num_gaussians),
+                                     seed=int(seed) + i,
+                                     **({} if betas is None else {"betas": betas[i][: body.num_betas]}))
+            for i, text in enumerate(appearances)]
+
+
+def build_avatars(body, cfg: DictConfig, appearances: Sequence[str] | None = None,
+                  betas: Sequence | None = None) -> list[GaussianAvatar]:
+    """One avatar per appearance (``cfg.appearance`` is a string or a list); or ``cfg.ply`` imported."""
+    make = _instantiate(cfg) if cfg.get("_target_") else functools.partial(make_avatars, **cfg)
+    return make(body, appearances, **({} if betas is None else {"betas": betas}))
 
 
 def build_camera(cfg: DictConfig, people: Sequence[Person] | None = None) -> CameraPath:
-    """The camera path of the ``camera`` group; ``follow`` tracks the people's mean pelvis."""
+    """The camera path of the ``camera`` group; ``follow`` tracks the people's mean pelvis.
+
+    Every camera's intrinsics are checked here (finite, positive focal lengths), naming the camera file
+    when there is one, so a bad file is one line instead of a division by zero inside the rasterizer.
+    """
     made = _instantiate(cfg)
-    if isinstance(made, CameraPath):
-        return made
-    if people is None:
-        raise AmgError("camera=follow: needs the people it follows")
-    pelvis = np.stack([p.motion.transl.detach().numpy() for p in people]).mean(0)
-    pelvis = pelvis + np.array([0.0, 0.9, 0.0]) - pelvis[:1] * np.array([0.0, 1.0, 0.0])
-    return made(targets=pelvis)
+    if not isinstance(made, CameraPath):
+        if people is None:
+            raise AmgError("camera=follow: needs the people it follows")
+        pelvis = np.stack([p.motion.transl.detach().numpy() for p in people]).mean(0)
+        pelvis = pelvis + np.array([0.0, 0.9, 0.0]) - pelvis[:1] * np.array([0.0, 1.0, 0.0])
+        made = made(targets=pelvis)
+    where = f"camera.path={cfg.path}" if cfg.get("path") else "camera"
+    for i, cam in enumerate(made):
+        K = np.asarray(torch.as_tensor(cam.K).detach().cpu(), dtype=np.float64)
+        if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise AmgError(f"{where}: frame {i} has intrinsics fx={K[0, 0]:g}, fy={K[1, 1]:g}; expected finite "
+                           "focal lengths > 0 (pixels)")
+    return made
 
 
 def pair_appearances(appearances: list[str], n: int) -> list[str]:
-    """Exactly ``n`` appearances: cycle the given ones (or a neutral person) when there are fewer."""
+    """Exactly ``n`` appearances: cycle the given ones when there are fewer."""
     if not appearances:
-        appearances = ["a person"]
+        raise AmgError("appearance: expected at least one description of a person")
     return [appearances[i % len(appearances)] for i in range(n)]
+
+
+def check_frame_settings(cfg: DictConfig) -> None:
+    """``num_frames``, ``fps``, ``width`` and ``height`` of an app, checked before any work.
+
+    Widths and heights must be even: H.264 (the MP4 outputs) stores even sizes only, and every output of a
+    run (videos, depth, masks) must have the same size.
+    """
+    for key in ("num_frames", "width", "height"):
+        v = cfg.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise AmgError(f"{key}={v}: expected a positive integer")
+    for key in ("width", "height"):
+        if int(cfg[key]) % 2:
+            raise AmgError(f"{key}={cfg[key]}: expected an even number of pixels (H.264 video stores even sizes)")
+    fps = cfg.get("fps")
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not np.isfinite(fps) or fps <= 0:
+        raise AmgError(f"fps={fps}: expected a positive number of frames per second")
+
+
+def check_kwargs(fn: Callable, kwargs, key: str, exclude: Sequence[str] = ()) -> dict:
+    """``kwargs`` (a config node) as a dict, each key checked against ``fn``'s keyword arguments.
+
+    An unknown key is a one-line :class:`AmgError` naming ``key.<name>`` and the accepted names, instead of
+    a ``TypeError`` from deep inside the call.
+    """
+    data = OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs or {})
+    params = inspect.signature(fn).parameters
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and n not in exclude]
+    for name in data:
+        if name not in accepted:
+            raise AmgError(f"{key}.{name}: unknown key; expected one of {', '.join(accepted)}")
+    return data
+
+
+@dataclass
+class Scene:
+    """What ``amg.render`` and ``amg.generate`` film: the people (avatar + motion) and the camera path."""
+
+    people: list[Person]
+    cameras: CameraPath
+
+
+def build_scene(cfg: DictConfig, appearances: Sequence[str] | None = None, text: str | None = None) -> Scene:
+    """The scene of an app's config: body, motions, avatars and camera path, with every length agreeing.
+
+    Args:
+        cfg: the app config (``body``, ``motion``, ``avatar``, ``camera`` groups and ``num_frames``, ``fps``,
+            ``width``, ``height``, ``spacing``).
+        appearances: one text per person (``generate``: from the prompt); None: the ``avatar`` group's own
+            ``appearance`` (``render``).
+        text: the prompt's people and action, for ``motion=auto``.
+
+    Single-person motions with several appearances are done side by side, ``spacing`` metres apart. The
+    camera path decides the length when it differs from ``num_frames`` (a camera file). A camera inside a
+    body is reported as a warning.
+    """
+    check_frame_settings(cfg)
+    F, fps = int(cfg.num_frames), float(cfg.fps)
+    given = list(appearances) if appearances is not None else None
+    if given is None and not cfg.avatar.get("ply"):
+        a = cfg.avatar.get("appearance")
+        given = [str(x) for x in a] if isinstance(a, (list, ListConfig)) else [] if a is None else [str(a)]
+        if not given or not all(t.strip() for t in given):
+            raise AmgError("avatar.appearance: expected a description of the person (or a list, or avatar.ply)")
+    body = build_body(cfg.body)
+    motions = build_motions(cfg.motion, F, fps, text=text, num_people=len(given) if text and given else None)
+    if len(motions) == 1 and given and len(given) > 1:  # one motion, several people: side by side
+        motions = place_side_by_side(motions * len(given), spacing=float(cfg.spacing))
+    avatars = build_avatars(body, cfg.avatar, pair_appearances(given, len(motions)) if given else None)
+    people = [Person(avatars[i % len(avatars)], m, name=f"person{i + 1}") for i, m in enumerate(motions)]
+    cameras = build_camera(cfg.camera, people)
+    if len(cameras) != F:
+        people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
+    warn_camera_inside(people, cameras)
+    return Scene(people=people, cameras=cameras)
+
+
+def camera_inside(people: Sequence[Person], cameras: CameraPath) -> dict[str, int]:
+    """Per person, in how many frames the camera centre lies inside the posed body surface.
+
+    A point is inside when it lies within the body's bounding box and behind the face whose centre is
+    nearest to it (on the side its outward normal points away from). Centres ``(F,3)`` and vertices in metres.
+    """
+    centres = cameras.centers.detach().double().cpu().numpy().reshape(-1, 3)
+    out = {}
+    for p in people:
+        av, m = p.avatar, p.motion
+        F = len(m)
+        with torch.no_grad():
+            verts = av.body(betas=av.betas.expand(F, -1), global_orient=m.global_orient.float(),
+                            body_pose=m.body_pose.float().reshape(F, 23, 3), transl=m.transl.float()).vertices
+        verts = verts.detach().double().cpu().numpy()
+        faces = np.asarray(torch.as_tensor(np.asarray(av.body.faces)).long())
+        inside = 0
+        for f in range(len(centres)):
+            v, c = verts[f], centres[f]
+            if not ((v.min(0) <= c).all() and (c <= v.max(0)).all()):
+                continue
+            tri = v[faces]
+            n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            mid = tri.mean(1)
+            j = int(np.argmin(((mid - c) ** 2).sum(1)))
+            if np.dot(c - mid[j], n[j]) < 0:
+                inside += 1
+        if inside:
+            out[p.name] = inside
+    return out
+
+
+def warn_camera_inside(people: Sequence[Person], cameras: CameraPath) -> dict[str, int]:
+    """Log one warning line per person whose body contains the camera in some frames; returns the counts."""
+    counts = camera_inside(people, cameras)
+    for name, n in counts.items():
+        log.warning("camera: inside %s's body in %d of %d frames (the render shows the inside and is slow); "
+                    "move the camera back", name, n, len(cameras))
+    return counts
 
 
 def config_dict(cfg: DictConfig) -> dict:

@@ -16,7 +16,6 @@ import glob
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -26,7 +25,7 @@ from render.errors import AmgError
 from render.io import atomic_path, read_json, write_meta
 from render.video import read_video
 
-from .build import config_dict, report_errors
+from .build import config_dict, hydra_app, prepare_run_dir
 
 log = logging.getLogger("amg.evaluate")
 
@@ -34,8 +33,8 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
 COLUMNS = ["method", "pairs", "clip_score", "motion_fidelity", "objmc_px"]
 
 
-def list_videos(spec: str, what: str) -> list[Path]:
-    """Videos named by a file, a folder (its videos) or a glob, sorted."""
+def find_videos(spec: str, what: str) -> list[Path]:
+    """Videos named by a file, a folder (its videos) or a glob, sorted (``what`` names the config key)."""
     p = Path(spec)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES)
@@ -85,8 +84,9 @@ def _prompt_for(video: Path, given: str | None) -> str | None:
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
-    gen = list_videos(str(cfg.generated), "generated")
-    ref = list_videos(str(cfg.reference), "reference")
+    prepare_run_dir(out_dir, bool(cfg.overwrite))
+    gen = find_videos(str(cfg.generated), "generated")
+    ref = find_videos(str(cfg.reference), "reference")
     if len(gen) != len(ref):
         raise AmgError(f"generated has {len(gen)} videos, reference {len(ref)}; expected pairs")
     scorer = ClipScorer.from_folder(str(cfg.clip_model)) if cfg.clip_model else None
@@ -96,6 +96,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     for g, r in zip(gen, ref):
         gv, _ = read_video(g)
         rv, _ = read_video(r)
+        for path, frames in ((g, gv), (r, rv)):
+            if len(frames) < 2:  # motion needs two frames at least; one frame has no tracks to compare
+                raise AmgError(f"{path}: {len(frames)} frame; expected a video of at least 2 frames")
         row = evaluate_pair(gv, rv, _prompt_for(g, cfg.prompt), scorer, int(cfg.grid_step))
         pairs.append({"generated": str(g), "reference": str(r), **row})
     summary = {"method": str(cfg.name), "pairs": len(pairs)}
@@ -137,8 +140,7 @@ def _append_csv(path: Path, row: dict) -> None:
     _write_csv(path, rows, COLUMNS)
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base=None)
-@report_errors
+@hydra_app("evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -15,52 +15,117 @@ directory with ``prompt.json``, ``meta.json`` and a side-by-side preview.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from avatars.scene import Person, colorize_ids, render_scene, save_scene
+from avatars.scene import colorize_ids, render_scene, save_scene
+from reconstruction.caption import CLIP_MAX_TOKENS, clip_token_count
 from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, fit_length,
-                    pair_appearances, place_side_by_side, report_errors)
-from .prompt import RuleBasedPromptParser
+from .build import _instantiate, build_scene, config_dict, hydra_app, prepare_run_dir, torch_dtype
+from .prompt import _PERSON_NOUNS, RuleBasedPromptParser
 
 log = logging.getLogger("amg.generate")
 
 NO_MODEL_HINT = ("no video model set: for photoreal output add model=modelscope model.path=<diffusers "
                  "text-to-video folder> model.adapter=<AMG adapter from amg.train>")
 
+_SOMEONE = ("someone", "somebody", "person", "people", "human", "humans", "he", "she", "they")
+
+
+def warn_long_prompt(text: str, tokens: int, limit: int, exact: bool) -> bool:
+    """Log one warning line when ``text`` has more tokens than the text encoder reads; returns whether it did."""
+    if tokens <= limit:
+        return False
+    log.warning("prompt: %s%d tokens, the text encoder reads %d; the rest is cut off (%r...)",
+                "" if exact else "at least ", tokens, limit, text[:40])
+    return True
+
+
+def names_a_person(prompt: str) -> bool:
+    """Whether the prompt names at least one person (a person noun such as man, woman, dancer, someone)."""
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    return bool(words & (set(_PERSON_NOUNS) | set(_SOMEONE)))
+
+
+class VideoGenerator:
+    """The AMG video model of ``model=modelscope``: a base text-to-video folder plus a trained adapter.
+
+    Loaded when the config is read, before any rendering, so a wrong path, a bogus adapter or an adapter
+    trained on another base fails at once.
+
+    Args:
+        path: base folder in diffusers layout (unet/ vae/ text_encoder/ tokenizer/ scheduler/).
+        adapter: folder written by ``amg.train`` (adapter.safetensors + adapter.json).
+        dtype: a name of :data:`finetune.model.DTYPES` (``auto``: fp16 on CUDA, fp32 on CPU).
+        num_inference_steps: DDIM steps.
+        guidance_scale: classifier-free guidance scale (text dropped, avatar kept).
+    """
+
+    def __init__(self, path: str, adapter: str, dtype: str, num_inference_steps: int, guidance_scale: float):
+        from finetune.pipeline import AMGPipeline
+
+        if not Path(str(adapter)).exists():
+            raise AmgError(f"model.adapter={adapter}: no such folder; expected an adapter written by amg.train")
+        self.pipe = AMGPipeline.from_pretrained(str(path), adapter=str(adapter),
+                                                dtype=torch_dtype(dtype, "model.dtype"))
+        self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
+
+    def count_tokens(self, text: str) -> tuple[int, int]:
+        """The prompt's token count with this model's tokenizer and the most the text encoder reads."""
+        tok = self.pipe.model.tokenizer
+        return len(tok(text).input_ids), int(tok.model_max_length)
+
+    def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool) -> np.ndarray:
+        """``(F,H,W,3)`` uint8 video following ``avatar_video`` ``(F,H,W,3)`` uint8, described by the prompt."""
+        return self.pipe(scene_prompt, avatar_video=avatar_video, num_inference_steps=self.num_inference_steps,
+                         guidance_scale=self.guidance_scale, seed=seed, progress=progress)
+
+
+def no_video_model(path: str | None = None, adapter: str | None = None) -> None:
+    """``model=none``: no video model (generate writes the avatar video, conditions and preview)."""
+    if path or adapter:
+        raise AmgError("model.path/model.adapter: given with model=none; expected model=modelscope "
+                       "model.path=<base folder> model.adapter=<adapter folder>")
+    return None
+
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run the whole generation into ``out_dir``; returns name -> written path."""
+    """Run the whole generation into ``out_dir``; returns name -> written path.
+
+    Every input is checked before the first frame is rendered: the run directory (fresh, or
+    ``overwrite=true``), the prompt, the frame settings and the video model.
+    """
     t0 = time.perf_counter()
+    prepare_run_dir(out_dir, bool(cfg.overwrite))
     torch.manual_seed(int(cfg.seed))
     prompt = str(cfg.prompt).strip()
     if not prompt:
         raise AmgError("prompt: expected a description of people, an action and a scene, got an empty string")
+    if not names_a_person(prompt):
+        raise AmgError(f"prompt={prompt!r}: names nobody; expected a person, e.g. 'a man in a red jacket walks "
+                       "on a beach' (amg renders people)")
     parsed = RuleBasedPromptParser().parse(prompt)
     for note in parsed.notes:
         log.info("prompt: %s", note)
-    F, fps = int(cfg.num_frames), float(cfg.fps)
-    body = build_body(cfg.body)
-    motions = build_motions(cfg.motion, F, fps, text=f"{' and '.join(parsed.people)} {parsed.action}".strip(),
-                            num_people=len(parsed.people))
-    if len(motions) == 1 and len(parsed.people) > 1:
-        motions = place_side_by_side(motions * len(parsed.people), spacing=float(cfg.spacing))
-    appearances = pair_appearances(parsed.people, len(motions))
-    avatars = build_avatars(body, cfg.avatar, appearances)
-    people = [Person(avatars[i], m, name=appearances[i]) for i, m in enumerate(motions)]
-    cameras = build_camera(cfg.camera, people)
-    if len(cameras) != F:
-        people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
+    model = _instantiate(cfg.model)
+    if model is not None:
+        warn_long_prompt(parsed.scene_prompt, *model.count_tokens(parsed.scene_prompt), exact=True)
+    else:
+        warn_long_prompt(parsed.scene_prompt, clip_token_count(parsed.scene_prompt), CLIP_MAX_TOKENS,
+                         exact=False)
+    fps = float(cfg.fps)
+    scene = build_scene(cfg, appearances=parsed.people,
+                        text=f"{' and '.join(parsed.people)} {parsed.action}".strip())
+    people, cameras = scene.people, scene.cameras
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
     written = save_scene(res, out_dir, fps=fps, conditions=list(cfg.conditions))
@@ -69,26 +134,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                                          "appearances": [p.avatar.appearance.describe() for p in people],
                                          "notes": parsed.notes})
     written["prompt.json"] = out_dir / "prompt.json"
-    model_cfg = cfg.model
-    if model_cfg.get("path") and model_cfg.get("adapter"):
-        from finetune.pipeline import AMGPipeline
-
-        dtypes = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-                  "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-        dtype_name = str(model_cfg.get("dtype", "auto"))
-        if dtype_name not in dtypes:
-            raise AmgError(f"model.dtype={dtype_name}: expected one of {', '.join(dtypes)}")
-        pipe = AMGPipeline.from_pretrained(str(model_cfg.path), adapter=str(model_cfg.adapter),
-                                           dtype=dtypes[dtype_name])
-        video = pipe(parsed.scene_prompt, avatar_video=res.rgb,
-                     num_inference_steps=int(model_cfg.num_inference_steps),
-                     guidance_scale=float(model_cfg.guidance_scale), seed=int(cfg.seed),
-                     progress=bool(cfg.progress))
+    if model is not None:
+        video = model(parsed.scene_prompt, res.rgb, seed=int(cfg.seed), progress=bool(cfg.progress))
         written["video.mp4"] = write_video(out_dir / "video.mp4", video, fps=fps)
         preview = np.concatenate([_fit(res.rgb, video.shape[1:3]), video], axis=2)
     else:
-        if model_cfg.get("path") or model_cfg.get("adapter"):
-            raise AmgError("model: set both model.path and model.adapter, or neither")
         print(NO_MODEL_HINT)
         preview = np.concatenate([res.rgb, colorize_ids(res.mask)], axis=2)
     written["preview.mp4"] = write_video(out_dir / "preview.mp4", preview, fps=fps)
@@ -108,8 +158,7 @@ def _fit(frames: np.ndarray, hw) -> np.ndarray:
     return np.stack([cv2.resize(f, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-@hydra.main(config_path="../conf", config_name="generate", version_base=None)
-@report_errors
+@hydra_app("generate")
 def main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -3,7 +3,7 @@
     python -m amg.prep video=data/raw/dance.mp4
     python -m amg.prep 'video=data/raw/*.mp4' out_dir=data/prep
     python -m amg.prep --multirun 'video=data/raw/a.mp4,data/raw/b.mp4' hydra/launcher=joblib
-    python -m amg.prep --multirun 'video=data/raw/*.mp4' num_shards=8 'shard=range(8)' hydra/launcher=submitit_slurm
+    python -m amg.prep --multirun 'video=data/raw/*.mp4' num_shards=8 'shard=range(8)' hydra/launcher=submitit_slurm_amg
 
 Each clip lives in ``out_dir/clips/<video-key>/<clip>/`` and every stage writes its files atomically and then a
 done-marker holding the key of its inputs and config; a rerun (after a crash, ``kill -9``, or with more videos)
@@ -24,7 +24,6 @@ import time
 import traceback
 from pathlib import Path
 
-import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
@@ -34,10 +33,10 @@ from avatars.motion import Motion
 from avatars.scene import Person, render_scene, save_scene
 from render.camera import CameraPath
 from render.errors import AmgError
-from render.io import atomic_path, read_json, write_json, write_meta
+from render.io import list_outputs, read_json, remove_stale_temps, write_json, write_meta, write_text
 from render.video import write_video
 
-from .build import build_body, config_dict, report_errors
+from .build import _instantiate, build_avatars, build_body, check_kwargs, config_dict, hydra_app
 
 log = logging.getLogger("amg.prep")
 
@@ -54,6 +53,8 @@ def list_videos(pattern, shard: int = 0, num_shards: int = 1) -> list[Path]:
         if not hits:
             raise AmgError(f"video={p}: matched no file")
         for h in hits:
+            if Path(h).is_dir():
+                raise AmgError(f"video={h}: is a folder; expected a video file or a glob such as '{h}/*.mp4'")
             if not Path(h).is_file():
                 raise AmgError(f"video={h}: no such file")
             files.append(Path(h).resolve())
@@ -101,24 +102,27 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
     from reconstruction import extract_people
 
     stages = ClipStages(clip_dir)
-    # temporary files of a killed run (atomic writes that never got renamed): only this job writes here
-    for stale in clip_dir.glob(".*.part*"):
-        stale.unlink()
+    # temporary files of a killed run (atomic writes that never got renamed, in tracks/ and .done/ too):
+    # only this job writes here
+    remove_stale_temps(clip_dir)
+    ran = []
     k_clip = _key(base_key, "clip", clip.source_frames.tolist())
     if not stages.done("clips", k_clip):
         write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
         CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
         stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
+        ran.append("clips")
 
     k_tracks = _key(k_clip, config_dict(cfg.reconstruction))
     if not stages.done("tracks", k_tracks):
         res = extract_people(clip.frames, clip.fps, camera=clip.camera, body=body, estimator=estimator,
-                             **dict(cfg.reconstruction))
+                             **_reconstruction_kwargs(cfg))
         if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked
             raise AmgError("; ".join(res.flags) or "no person tracked through the clip")
         res.save(clip_dir / "tracks")  # motion_<id>.npz, cameras.json, keypoints.npz, meta.json
         stages.mark("tracks", k_tracks, ["tracks/meta.json", "tracks/cameras.json", "tracks/keypoints.npz"]
                     + [f"tracks/motion_{t}.npz" for t in res.track_ids])
+        ran.append("tracks")
     with np.load(clip_dir / "tracks" / "keypoints.npz") as kp:
         track_ids = [int(t) for t in kp["track_ids"]]
         keypoints = {t: kp[f"keypoints_{t}"] for t in track_ids}
@@ -133,36 +137,46 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         scene = captioner.scene(clip.frames)
         write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})
         stages.mark("captions", k_cap, ["captions.json"])
+        ran.append("captions")
     captions = read_json(clip_dir / "captions.json")
 
     k_render = _key(k_cap, config_dict(cfg.avatar), list(cfg.conditions))
     if not stages.done("render", k_render):
-        avatars = [GaussianAvatar.from_body(body, appearance=text, num_gaussians=int(cfg.avatar.num_gaussians),
-                                            seed=int(cfg.avatar.seed) + i, betas=m.betas[: body.num_betas])
-                   for i, (text, m) in enumerate(zip(captions["appearance"], motions))]
+        avatars = build_avatars(body, cfg.avatar, captions["appearance"][: len(motions)],
+                                betas=[m.betas for m in motions])
         people = [Person(a, m, name=f"track{t}") for a, m, t in zip(avatars, motions, track_ids)]
         res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
                            seed=int(cfg.seed), progress=False)
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
         stages.mark("render", k_render, [p.name for p in written.values()])
+        ran.append("render")
     record = {"video": str(clip_dir / "clip.mp4"), "avatar": str(clip_dir / "avatar.mp4"),
               "caption": captions["scene"], "frames": [0, len(clip.frames)], "fps": clip.fps,
               "appearance": captions["appearance"], "people": len(motions)}
+    if not ran and (clip_dir / "meta.json").is_file():
+        return record  # nothing redone: a no-op rerun writes nothing
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
                seed=int(cfg.seed), record=record)
     return record
 
 
 def build_captioner(cfg: DictConfig):
-    from reconstruction.caption import AttributeCaptioner, LlavaCaptioner
+    """The captioner of the ``captioner`` group (its ``_target_``)."""
+    return _instantiate(cfg)
 
-    if cfg.name == "attribute":
-        return AttributeCaptioner()
-    if cfg.name == "llava":
-        if not cfg.get("path"):
-            raise AmgError("captioner.path: expected a local LLaVA folder for captioner=llava")
-        return LlavaCaptioner(str(cfg.path))
-    raise AmgError(f"captioner={cfg.name}: expected attribute or llava")
+
+def _reconstruction_kwargs(cfg: DictConfig) -> dict:
+    """``cfg.reconstruction`` as keyword arguments of ``extract_people``, unknown keys refused by name."""
+    from reconstruction import extract_people
+
+    return check_kwargs(extract_people, cfg.reconstruction, "reconstruction",
+                        exclude=("frames", "fps", "camera", "body", "estimator", "previous", "progress"))
+
+
+def _clips_kwargs(cfg: DictConfig) -> dict:
+    from reconstruction.video import prepare_clips
+
+    return check_kwargs(prepare_clips, cfg.clips, "clips", exclude=("video", "fps", "camera"))
 
 
 def run(cfg: DictConfig, job: str) -> dict:
@@ -172,9 +186,13 @@ def run(cfg: DictConfig, job: str) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out_dir).resolve()
     videos = list_videos(cfg.video, int(cfg.shard), int(cfg.num_shards))
+    _reconstruction_kwargs(cfg), _clips_kwargs(cfg)  # checked before any work
     body = build_body(cfg.body)
     captioner = build_captioner(cfg.captioner)
-    with PoseEstimator(num_poses=int(cfg.get("num_poses", 4))) as estimator:
+    for folder in ("manifests", "summaries"):  # this job's own leftovers only: other shards write here too
+        for stale in (out / folder).glob(f".{job}.*.part*"):
+            stale.unlink(missing_ok=True)
+    with PoseEstimator(num_poses=int(cfg.num_poses)) as estimator:
         records, failures = _process_videos(cfg, out, videos, body, captioner, estimator)
     manifest = write_records(out / "manifests" / f"{job}.jsonl", records)
     reasons: dict[str, int] = {}
@@ -183,13 +201,27 @@ def run(cfg: DictConfig, job: str) -> dict:
         reasons[why] = reasons.get(why, 0) + 1
     summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
                "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
-    write_json(out / "summaries" / f"{job}.json", summary)
+    _write_summary(out / "summaries" / f"{job}.json", summary)
     if int(cfg.num_shards) == 1 and not _is_multirun():
         merge_manifests(out)
-    print(f"prep {job}: {len(records)} clips kept, {len(failures)} dropped"
-          + (f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})" if reasons else "")
-          + f"; manifest {manifest}")
+    why = f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})" if reasons else ""
+    if videos and not records:
+        raise AmgError(f"prep {job}: no clip kept from {len(videos)} videos, {len(failures)} dropped{why}")
+    print(f"prep {job}: {len(records)} clips kept, {len(failures)} dropped{why}; manifest {manifest}")
     return summary
+
+
+def _write_summary(path: Path, summary: dict) -> None:
+    """Write the job summary unless the previous one says the same (timings aside)."""
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and {k: v for k, v in old.items() if k != "seconds"} == {
+                k: v for k, v in summary.items() if k != "seconds"}:
+            return
+    write_json(path, summary)
 
 
 def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captioner, estimator):
@@ -201,7 +233,7 @@ def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captio
         vkey = video_key(video)
         base_key = _key(vkey, config_dict(cfg.clips))
         try:
-            clips = prepare_clips(video, **dict(cfg.clips))
+            clips = prepare_clips(video, **_clips_kwargs(cfg))
         except AmgError as e:
             failures.append({"video": str(video), "clip": None, "stage": "clips", "reason": str(e)})
             continue
@@ -226,19 +258,32 @@ def write_records(path: Path, records: list[dict]) -> Path:
         for k in ("video", "avatar"):
             r[k] = os.path.relpath(Path(r[k]).resolve(), path.parent.resolve())
         lines.append(json.dumps(r) + "\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(lines))
-    return path
+    return write_text(path, "".join(lines), if_changed=True)
 
 
 def merge_manifests(out_dir: str | Path) -> Path:
-    """Concatenate ``out_dir/manifests/*.jsonl`` into ``out_dir/manifest.jsonl`` (atomically)."""
+    """Concatenate ``out_dir/manifests/*.jsonl`` into ``out_dir/manifest.jsonl`` (atomically).
+
+    Temporary files of killed writers are not manifests (:func:`render.io.list_outputs` skips them); a
+    manifest that does not parse is a one-line error naming it.
+    """
     out = Path(out_dir)
+    for stale in out.glob(".manifest.*.part*"):  # only a merge writes manifest.jsonl
+        stale.unlink(missing_ok=True)
     records = []
-    for f in sorted((out / "manifests").glob("*.jsonl")):
-        for line in f.read_text().splitlines():
+    for f in list_outputs(out / "manifests", "*.jsonl"):
+        try:
+            lines = f.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise AmgError(f"{f}: not text (undecodable bytes); expected a jsonl manifest") from None
+        for n, line in enumerate(lines, 1):
             if line.strip():
-                r = json.loads(line)
+                try:
+                    r = json.loads(line)
+                    if not isinstance(r, dict) or not {"video", "avatar"} <= set(r):
+                        raise ValueError("expected an object with video and avatar")
+                except ValueError as e:
+                    raise AmgError(f"{f}:{n}: bad manifest line ({str(e).splitlines()[0]})") from None
                 r["video"], r["avatar"] = (str(f.parent / r[k]) for k in ("video", "avatar"))
                 records.append(r)
     return write_records(out / "manifest.jsonl", records)
@@ -259,8 +304,7 @@ def _job_name(cfg: DictConfig) -> str:
     return f"job-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
-@hydra.main(config_path="../conf", config_name="prep", version_base=None)
-@report_errors
+@hydra_app("prep")
 def main(cfg: DictConfig) -> None:
     if cfg.get("merge_only"):
         print(merge_manifests(cfg.out_dir))

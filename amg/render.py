@@ -15,35 +15,28 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from avatars.scene import Person, render_scene, save_scene
+from avatars.scene import render_scene, save_scene
 from render.io import write_meta
 
-from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, fit_length,
-                    pair_appearances, place_side_by_side, report_errors)
+from .build import build_scene, config_dict, hydra_app, prepare_run_dir
 
 log = logging.getLogger("amg.render")
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
-    """Render the configured scene into ``out_dir``; returns name -> written path."""
+    """Render the configured scene into ``out_dir``; returns name -> written path.
+
+    ``out_dir`` must be fresh, or ``overwrite=true`` (see :func:`amg.build.prepare_run_dir`).
+    """
+    prepare_run_dir(out_dir, bool(cfg.overwrite))
     torch.manual_seed(int(cfg.seed))
     t0 = time.perf_counter()
-    body = build_body(cfg.body)
-    motions = build_motions(cfg.motion, int(cfg.num_frames), float(cfg.fps))
-    a = cfg.avatar.get("appearance")
-    given = [str(x) for x in a] if a is not None and not isinstance(a, str) else [str(a or "a person")]
-    if len(motions) == 1 and len(given) > 1:  # several appearances, one motion: everyone does it side by side
-        motions = place_side_by_side(motions * len(given))
-    avatars = build_avatars(body, cfg.avatar, None if cfg.avatar.get("ply") else pair_appearances(given, len(motions)))
-    people = [Person(avatars[i % len(avatars)], m, name=f"person{i + 1}") for i, m in enumerate(motions)]
-    cameras = build_camera(cfg.camera, people)
-    if len(cameras) != int(cfg.num_frames):
-        people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
+    scene = build_scene(cfg)
+    people, cameras = scene.people, scene.cameras
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
@@ -55,8 +48,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     return written
 
 
-@hydra.main(config_path="../conf", config_name="render", version_base=None)
-@report_errors
+@hydra_app("render")
 def main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 

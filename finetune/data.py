@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from render.errors import AmgError
-from render.io import atomic_path
+from render.io import atomic_path, list_outputs
 from render.video import read_video
 
 __all__ = ["ClipRecord", "read_manifest", "write_manifest", "ClipSample", "ClipDataset", "LatentSample",
@@ -60,7 +60,7 @@ def read_manifest(path: str | os.PathLike) -> list[ClipRecord]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
+        files = list_outputs(path, "*.jsonl")  # not the temp files of a killed writer
         if not files:
             raise AmgError(f"{path}: folder holds no *.jsonl manifest")
         records = [r for f in files for r in _read_manifest_lines(f)]
@@ -76,8 +76,12 @@ def read_manifest(path: str | os.PathLike) -> list[ClipRecord]:
 def _read_manifest_lines(path: Path) -> list[ClipRecord]:
     if not path.is_file():
         raise AmgError(f"{path}: no such manifest; expected a jsonl file of clips")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise AmgError(f"{path}: not text (undecodable bytes); expected a jsonl file of clips") from None
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -35,6 +35,20 @@ ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter.json"
 _COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
+# The one table of dtype names (amg.generate's model.dtype, amg.train's mixed precision); "auto": the loader
+# decides (fp16 on CUDA, fp32 elsewhere).
+DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None, "fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+    "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def dtype_from_name(name: str, key: str = "dtype") -> torch.dtype | None:
+    """The torch dtype called ``name`` in :data:`DTYPES`; an unknown name is an :class:`AmgError` naming ``key``."""
+    if str(name) not in DTYPES:
+        raise AmgError(f"{key}={name!r}: expected one of {', '.join(DTYPES)}")
+    return DTYPES[str(name)]
+
 
 @dataclass
 class VideoModel:

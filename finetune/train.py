@@ -30,7 +30,8 @@ from render.errors import AmgError
 from render.io import atomic_path, write_meta
 
 from .data import ClipDataset, LatentDataset, collate_latents
-from .model import encode_prompt, load_adapter, load_base, mark_trainable, move, prepare_unet, save_adapter
+from .model import (dtype_from_name, encode_prompt, load_adapter, load_base, mark_trainable, move, prepare_unet,
+                    save_adapter)
 
 __all__ = ["TrainConfig", "TrainResult", "train", "latest_checkpoint", "diffusion_loss"]
 
@@ -80,10 +81,10 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def _weight_dtype(mixed_precision: str) -> torch.dtype:
-    table = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if mixed_precision not in table:
-        raise AmgError(f"mixed_precision={mixed_precision!r}: expected one of {', '.join(table)}")
-    return table[mixed_precision]
+    # accelerate's names: "no" keeps float32; the others are names of finetune.model.DTYPES
+    if mixed_precision not in ("no", "fp16", "bf16"):
+        raise AmgError(f"mixed_precision={mixed_precision!r}: expected one of no, fp16, bf16")
+    return dtype_from_name("fp32" if mixed_precision == "no" else mixed_precision, "mixed_precision")
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
