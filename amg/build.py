@@ -74,13 +74,42 @@ def report_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AmgError as e:
+            _drop_unused_run_dir()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except MissingMandatoryValue as e:
+            _drop_unused_run_dir()
             print(f"error: {_one_line(e)}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def _drop_unused_run_dir() -> None:
+    """Remove the run directory Hydra made for a run that stopped on a user error before writing anything.
+
+    A refused run leaves no output: the folder goes when it holds only Hydra's own files, and so do the
+    date and app folders above it when that leaves them empty.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not run by Hydra (a test calling run() directly)
+        return
+    if hc.mode is None or hc.mode.name != "RUN":
+        return
+    out = Path(hc.runtime.output_dir)
+    if not out.is_dir() or any(f.name not in _HYDRA_OWN and not f.name.endswith(".log") for f in out.iterdir()):
+        return
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    parent = out.resolve().parent
+    while parent != cwd and cwd in parent.parents and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def hydra_app(config_name: str) -> Callable:
@@ -226,16 +255,30 @@ def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None
 def load_motion_file(path: str, fps: float) -> list[Motion]:
     """Motions in a file: our npz, AMASS, SMPL pkl/npz, BVH, or a TRACE ``trace2`` npz (one per track)."""
     p = Path(path)
+    if p.is_dir():
+        raise AmgError(f"motion.path={path}: is a folder; expected a motion file (npz, pkl, bvh)")
     if p.suffix == ".npz" and p.is_file():
-        with np.load(p, allow_pickle=False) as d:
-            is_trace = {"reorganize_idx", "smpl_thetas", "cam_trans"} <= set(d.files)
+        try:
+            with np.load(p, allow_pickle=False) as d:
+                is_trace = {"reorganize_idx", "smpl_thetas", "cam_trans"} <= set(d.files)
+        except Exception as e:  # zipfile.BadZipFile, EOFError, pickled data...: the file is not a clean npz
+            raise AmgError(f"{p}: not a readable npz motion file ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else 'truncated or empty'})") from None
         if is_trace:
             from reconstruction.trace import load_trace
 
             # the source video's size only matters for TRACE's camera, which a new camera path replaces
             return list(load_trace(p, width=512, height=512, fps=fps).motions)
-    loaded = Motion.load(path)
-    return loaded if isinstance(loaded, list) else [loaded]
+    try:
+        loaded = Motion.load(path)
+    except AmgError as e:  # the motion's own checks name the motion; the user needs the file
+        raise (e if str(p) in str(e) else AmgError(f"{p}: {e}")) from None
+    motions = loaded if isinstance(loaded, list) else [loaded]
+    for i, m in enumerate(motions):
+        for field in ("global_orient", "body_pose", "transl", "betas"):
+            if not torch.isfinite(torch.as_tensor(getattr(m, field))).all():
+                raise AmgError(f"{p}: motion {i} has NaN or inf in {field}; expected finite values")
+    return motions
 
 
 def place_side_by_side(motions: list[Motion], spacing: float = 1.0) -> list[Motion]:

@@ -30,7 +30,8 @@ from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import _instantiate, build_scene, config_dict, hydra_app, prepare_run_dir, torch_dtype
+from .build import (_instantiate, build_scene, check_frame_settings, config_dict, hydra_app, prepare_run_dir,
+                    torch_dtype)
 from .prompt import _PERSON_NOUNS, RuleBasedPromptParser
 
 log = logging.getLogger("amg.generate")
@@ -113,6 +114,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if not names_a_person(prompt):
         raise AmgError(f"prompt={prompt!r}: names nobody; expected a person, e.g. 'a man in a red jacket walks "
                        "on a beach' (amg renders people)")
+    check_frame_settings(cfg)
     parsed = RuleBasedPromptParser().parse(prompt)
     for note in parsed.notes:
         log.info("prompt: %s", note)

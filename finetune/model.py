@@ -264,13 +264,25 @@ def load_adapter(unet: torch.nn.Module, directory: str | os.PathLike, fingerprin
     if not cfg_path.is_file() or not weights_path.is_file():
         raise AmgError(f"{directory}: not an AMG adapter (expected {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
     config = read_json(cfg_path)
-    if not fingerprints_match(config.get("base", {}), fingerprint):
+    try:
+        shape = {"rank": int(config["rank"]), "alpha": float(config["alpha"]), "targets": tuple(config["targets"]),
+                 "in_channels": int(config["conv_in"]["in_channels"])}
+        if not isinstance(config.get("base"), dict):
+            raise KeyError("base")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AmgError(f"{cfg_path}: not an AMG adapter config ({type(e).__name__}: {e}); expected rank, alpha, "
+                       "targets, conv_in and base") from None
+    if not fingerprints_match(config["base"], fingerprint):
         raise AmgError(f"{directory}: adapter was trained on a different base model than the one loaded")
     if getattr(unet, "_amg_lora", None) is None:
         unet._amg_base_in_channels = int(unet.config.in_channels)
-        widen_conv_in(unet, config["conv_in"]["in_channels"] - unet.conv_in.in_channels)
-        add_lora(unet, rank=config["rank"], alpha=config["alpha"], targets=tuple(config["targets"]))
-    state = load_file(str(weights_path))
+        widen_conv_in(unet, shape["in_channels"] - unet.conv_in.in_channels)
+        add_lora(unet, rank=shape["rank"], alpha=shape["alpha"], targets=shape["targets"])
+    try:
+        state = load_file(str(weights_path))
+    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+        raise AmgError(f"{weights_path}: not a readable safetensors file ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else 'empty'})") from None
     own = unet.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in trainable_state_dict(unet) if k not in state]

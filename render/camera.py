@@ -469,7 +469,10 @@ class CameraPath:
         if not path.is_file():
             raise AmgError(f"{path}: no such camera path file")
         fmt = format or _guess_format(path, for_write=False)
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise AmgError(f"{path}: not text (undecodable bytes); expected a camera path file") from None
         try:
             if fmt == "tum":
                 return cls.from_tum(text, K=intrinsics_from_fov(fov_deg, width, height), width=width,
@@ -480,7 +483,7 @@ class CameraPath:
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-            if fmt == "nerfstudio" or (isinstance(data, dict) and "camera_path" in data):
+            if fmt == "nerfstudio" or (isinstance(data, dict) and _NERFSTUDIO_KEYS & set(data)):
                 return cls.from_nerfstudio(data)
             return cls.from_dict(data)
         except AmgError as e:
@@ -536,6 +539,8 @@ class CameraPath:
 
     @classmethod
     def from_nerfstudio(cls, data: dict) -> "CameraPath":
+        if "camera_path" not in data:
+            raise AmgError("field 'camera_path': missing; expected nerfstudio's list of cameras")
         frames = data.get("camera_path")
         if not frames:
             raise AmgError("field 'camera_path': expected at least one camera, got zero")
@@ -544,6 +549,8 @@ class CameraPath:
         fps = float(data.get("fps", 8.0))
         cams = []
         for i, f in enumerate(frames):
+            if not isinstance(f, dict) or "camera_to_world" not in f:
+                raise AmgError(f"field camera_path[{i}].camera_to_world: missing; expected 16 numbers (a 4x4 matrix)")
             c2w = _finite(f.get("camera_to_world"), f"camera_path[{i}].camera_to_world", 16).reshape(4, 4)
             _check_rotation(c2w[:3, :3], f"camera_path[{i}].camera_to_world")
             fov = float(_finite(f.get("fov", 50.0), f"camera_path[{i}].fov", 1)[0])
@@ -595,6 +602,10 @@ def _default_camera(eye=(0.0, 1.0, 3.5), target=(0.0, 0.9, 0.0), fov_deg=50.0, w
 def _check_frames(n: int) -> None:
     if int(n) < 1:
         raise AmgError(f"num_frames: expected >= 1, got {n}")
+
+
+# keys only a nerfstudio camera_path.json has at its top level (ours has width/height/fps)
+_NERFSTUDIO_KEYS = {"camera_path", "render_height", "render_width", "camera_type", "seconds"}
 
 
 def _guess_format(path: Path, for_write: bool) -> str:
