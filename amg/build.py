@@ -28,6 +28,8 @@ from render.errors import AmgError
 
 log = logging.getLogger("amg")
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 __all__ = ["report_errors", "hydra_app", "prepare_run_dir", "static_camera", "build_body", "build_motions",
            "build_avatars", "make_avatars", "build_camera", "build_scene", "Scene", "check_frame_settings",
            "check_kwargs", "fit_length", "place_side_by_side", "torch_dtype"]
@@ -124,7 +126,9 @@ def hydra_app(config_name: str) -> Callable:
     from omegaconf.errors import OmegaConfBaseException
 
     def decorate(fn: Callable) -> Callable:
-        task = hydra.main(config_path="../conf", config_name=config_name, version_base=None)(report_errors(fn))
+        # an absolute path: the apps also start from console scripts and in-process calls, where Hydra's
+        # path relative to the calling module would look for a Python package named "conf"
+        task = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)(report_errors(fn))
 
         @functools.wraps(fn)
         def main(*args, **kwargs):
@@ -208,6 +212,15 @@ def _instantiate(cfg: DictConfig, **kwargs):
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
+        # a config key the target does not take: one line naming it, not a TypeError from inside Hydra
+        import re
+
+        hit = re.search(r"unexpected keyword argument '(\w+)'", repr(e.__cause__))
+        if hit:
+            where = re.search(r"full_key: (\S+)", str(e))
+            key = where.group(1) if where else "config"
+            target = cfg.get("_target_") if isinstance(cfg, DictConfig) else None
+            raise AmgError(f"{key}.{hit.group(1)}: unknown key" + (f" for {target}" if target else "")) from None
         raise
 
 
