@@ -286,6 +286,9 @@ def load_motion_file(path: str, fps: float) -> list[Motion]:
         loaded = Motion.load(path)
     except AmgError as e:  # the motion's own checks name the motion; the user needs the file
         raise (e if str(p) in str(e) else AmgError(f"{p}: {e}")) from None
+    except (ValueError, TypeError, KeyError, IndexError) as e:  # arrays of the wrong type or shape
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise AmgError(f"{p}: not a readable motion file ({type(e).__name__}: {first})") from None
     motions = loaded if isinstance(loaded, list) else [loaded]
     for i, m in enumerate(motions):
         for field in ("global_orient", "body_pose", "transl", "betas"):

@@ -90,8 +90,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if len(gen) != len(ref):
         raise AmgError(f"generated has {len(gen)} videos, reference {len(ref)}; expected pairs")
     scorer = ClipScorer.from_folder(str(cfg.clip_model)) if cfg.clip_model else None
-    if scorer is None:
-        print("clip score skipped: set clip_model=<local CLIP folder> to compute it")
     pairs = []
     for g, r in zip(gen, ref):
         gv, _ = read_video(g)
@@ -109,6 +107,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     _write_csv(out_dir / "metrics.csv", [summary], COLUMNS)
     if cfg.table:
         _append_csv(Path(str(cfg.table)), summary)
+    if scorer is None:  # said after the inputs were read: a refused run prints nothing but its error
+        print("clip score skipped: set clip_model=<local CLIP folder> to compute it")
     print(format_table([summary]))
     write_meta(out_dir, "evaluate", inputs={"generated": [str(g) for g in gen], "reference": [str(r) for r in ref]},
                config=config_dict(cfg), summary=summary)

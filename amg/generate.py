@@ -69,15 +69,30 @@ class VideoGenerator:
         dtype: a name of :data:`finetune.model.DTYPES` (``auto``: fp16 on CUDA, fp32 on CPU).
         num_inference_steps: DDIM steps.
         guidance_scale: classifier-free guidance scale (text dropped, avatar kept).
+        progress: show the libraries' loading bars (the app's ``progress``).
     """
 
-    def __init__(self, path: str, adapter: str, dtype: str, num_inference_steps: int, guidance_scale: float):
+    def __init__(self, path: str, adapter: str, dtype: str, num_inference_steps: int, guidance_scale: float,
+                 progress: bool = True):
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
         from finetune.pipeline import AMGPipeline
 
         if not Path(str(adapter)).exists():
             raise AmgError(f"model.adapter={adapter}: no such folder; expected an adapter written by amg.train")
-        self.pipe = AMGPipeline.from_pretrained(str(path), adapter=str(adapter),
-                                                dtype=torch_dtype(dtype, "model.dtype"))
+        bars = (transformers_logging, diffusers_logging)
+        shown = [lib.is_progress_bar_enabled() for lib in bars]
+        for lib in bars:
+            if not progress:
+                lib.disable_progress_bar()
+        try:
+            self.pipe = AMGPipeline.from_pretrained(str(path), adapter=str(adapter),
+                                                    dtype=torch_dtype(dtype, "model.dtype"))
+        finally:
+            for lib, on in zip(bars, shown):
+                if on:
+                    lib.enable_progress_bar()
         self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
 
     def count_tokens(self, text: str) -> tuple[int, int]:
@@ -91,7 +106,7 @@ class VideoGenerator:
                          guidance_scale=self.guidance_scale, seed=seed, progress=progress)
 
 
-def no_video_model(path: str | None = None, adapter: str | None = None) -> None:
+def no_video_model(path: str | None = None, adapter: str | None = None, progress: bool = True) -> None:
     """``model=none``: no video model (generate writes the avatar video, conditions and preview)."""
     if path or adapter:
         raise AmgError("model.path/model.adapter: given with model=none; expected model=modelscope "
@@ -118,7 +133,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     parsed = RuleBasedPromptParser().parse(prompt)
     for note in parsed.notes:
         log.info("prompt: %s", note)
-    model = _instantiate(cfg.model)
+    model = _instantiate(cfg.model, progress=bool(cfg.progress))
     if model is not None:
         warn_long_prompt(parsed.scene_prompt, *model.count_tokens(parsed.scene_prompt), exact=True)
     else:
