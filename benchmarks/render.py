@@ -1,21 +1,25 @@
-"""Per-frame cost of the CPU Gaussian rasterizer against pyrender and the dense reference.
+"""Per-frame cost of the CPU Gaussian rasterizers (compiled and PyTorch) against pyrender, and accuracy.
 
 A humanoid built from capsules and a sphere (1.75 m tall) is covered with Gaussians sampled
-area-uniformly on its surface (discs flattened along the normal, spaced to close the surface). Reported:
+area-uniformly on its surface (discs flattened along the normal, spaced to close the surface). Reported,
+all measured in the same run:
 
-1. 256x256 with 10k / 30k / 100k Gaussians: the CPU rasterizer's time per frame against a pyrender
-   render (RGB, depth, ids) of the same mesh from the same camera, measured in the same run (ratio;
-   the goal is <= 2 at 30k);
-2. 128x128 with 2k Gaussians: the CPU rasterizer against the dense reference of the tests (every pixel
-   against every Gaussian), speed-up and maximum absolute difference.
+1. for 10k / 30k / 100k / 300k Gaussians at 256, 512 and 1024 px: ms per frame of the compiled path
+   (``backend="numba"``), the PyTorch path (``backend="torch"``) and a pyrender render (RGB, depth, ids)
+   of the same mesh from the same camera, the ratios to pyrender (goals: compiled <= 0.5x at 30k/256,
+   <= 1.0x at 100k/512), and how the compiled cost grows with Gaussians and pixels (log-log slopes);
+2. a 16-frame clip in one ``rasterize_clip`` call against 16 single-frame calls (compiled);
+3. 128x128 with 2k Gaussians: both paths against the dense reference of the tests (every pixel against
+   every Gaussian): speed-up and maximum absolute difference.
 
-Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/render.py [--repeats 5]``
+Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/render.py [--quick] [--repeats 3] [--threads N]``
+(``--quick``: only 30k/256 and 100k/512).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 import sys
 import time
 from pathlib import Path
@@ -27,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from render.camera import Camera  # noqa: E402
-from render.gaussian import Gaussians, rasterize  # noqa: E402
+from _timing import timed  # noqa: E402
+from render.camera import Camera, CameraPath  # noqa: E402
+from render.gaussian import Gaussians, rasterize, rasterize_clip  # noqa: E402
 from render.mesh import render_mesh  # noqa: E402
 from render.rotations import matrix_to_quaternion  # noqa: E402
 
@@ -77,55 +82,97 @@ def surface_gaussians(mesh, face_colors, n: int, seed: int = 0) -> Gaussians:
                      torch.tensor(colors, dtype=torch.float32))
 
 
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    """Median wall-clock and process-CPU seconds per call (CPU time is steadier on a shared machine)."""
-    out = fn()  # warm-up (allocator, OpenGL context, lazy imports)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu), out
+def slope(xs, ys) -> float:
+    """Least-squares slope of log(ys) against log(xs): cost ~ x^slope."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / max(sum((a - mx) ** 2 for a in lx), 1e-12)
+
+
+def camera(size: int) -> Camera:
+    return Camera.look_at((0.6, 1.1, 2.6), (0.0, 0.9, 0.0), fov_deg=45, width=size, height=size)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--counts", type=int, nargs="+", default=[10_000, 30_000, 100_000])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--counts", type=int, nargs="+", default=[10_000, 30_000, 100_000, 300_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    ap.add_argument("--quick", action="store_true", help="only 30k/256 and 100k/512")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch path (slow at large sizes)")
+    ap.add_argument("--threads", type=int, default=0, help="torch and compositor threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     mesh, face_colors = humanoid()
-    cam = Camera.look_at((0.6, 1.1, 2.6), (0.0, 0.9, 0.0), fov_deg=45, width=256, height=256)
+    cells = [(30_000, 256), (100_000, 512)] if args.quick else [(n, s) for s in args.sizes for n in args.counts]
+    scenes = {n: surface_gaussians(mesh, face_colors, n) for n in sorted({n for n, _ in cells})}
+    rasterize(scenes[min(scenes)], camera(64), backend="numba")  # JIT compile or cache load, untimed
 
-    t_mesh, c_mesh, mo = timed(lambda: render_mesh(mesh.vertices, mesh.faces, cam, colors=(0.8, 0.7, 0.3)),
-                               args.repeats)
-    print(f"torch threads {torch.get_num_threads()}; pyrender mesh 256x256 ({len(mesh.faces)} faces): "
-          f"wall {t_mesh * 1e3:.1f} ms/frame, cpu {c_mesh * 1e3:.1f} ms/frame")
-    for n in args.counts:
-        g = surface_gaussians(mesh, face_colors, n)
-        t_g, c_g, go = timed(lambda: rasterize(g, cam, backend="cpu"), args.repeats)
-        iou = ((go.alpha > 0.5) & (mo.alpha > 0.5)).sum() / ((go.alpha > 0.5) | (mo.alpha > 0.5)).sum()
-        print(f"cpu gaussians 256x256 n={n:>6}: wall {t_g * 1e3:7.1f} ms/frame (ratio vs pyrender {t_g / t_mesh:5.2f}), "
-              f"cpu {c_g * 1e3:7.1f} ms/frame (ratio {c_g / c_mesh:5.2f}); silhouette IoU {float(iou):.3f}")
+    print(f"threads {torch.get_num_threads()}; pyrender mesh {len(mesh.faces)} faces; wall ms/frame (cpu ms/frame)")
+    print(f"{'gaussians':>9} {'px':>5} | {'compiled':>15} | {'pytorch':>15} | {'pyrender':>15} | "
+          f"{'compiled/pyr':>12} {'pytorch/pyr':>11} | IoU")
+    mesh_t, compiled = {}, {}
+    for n, size in cells:
+        cam = camera(size)
+        if size not in mesh_t:
+            mesh_t[size] = timed(lambda: render_mesh(mesh.vertices, mesh.faces, cam, colors=(0.8, 0.7, 0.3)),
+                                 args.repeats)
+        m = mesh_t[size]
+        g = scenes[n]
+        c = timed(lambda: rasterize(g, cam, backend="numba"), args.repeats)
+        compiled[n, size] = c.wall
+        t = None if args.no_torch else timed(lambda: rasterize(g, cam, backend="torch"),
+                                             1 if n * size > 100_000 * 512 else args.repeats)
+        mo, go = m.out, c.out
+        iou = float(((go.alpha > 0.5) & (mo.alpha > 0.5)).sum() / ((go.alpha > 0.5) | (mo.alpha > 0.5)).sum())
+        tt = f"{t.wall * 1e3:6.1f} ({t.cpu * 1e3:6.1f})" if t else f"{'-':>15}"
+        tr = f"{t.wall / m.wall:11.2f}" if t else f"{'-':>11}"
+        print(f"{n:>9} {size:>5} | {c.wall * 1e3:6.1f} ({c.cpu * 1e3:6.1f}) | {tt} | "
+              f"{m.wall * 1e3:6.1f} ({m.cpu * 1e3:6.1f}) | {c.wall / m.wall:12.2f} {tr} | {iou:.3f}")
+    for n, size, goal in ((30_000, 256, 0.5), (100_000, 512, 1.0)):
+        if (n, size) in compiled:
+            r = compiled[n, size] / mesh_t[size].wall
+            print(f"goal {n // 1000}k/{size}px: compiled/pyrender {r:.2f} (goal <= {goal}): "
+                  f"{'met' if r <= goal else 'not met'}")
+    counts = sorted({n for n, _ in cells})
+    sizes = sorted({s for _, s in cells})
+    for size in sizes:
+        ns = [n for n in counts if (n, size) in compiled]
+        if len(ns) > 1:
+            print(f"growth at {size}px: compiled cost ~ gaussians^{slope(ns, [compiled[n, size] for n in ns]):.2f}")
+    for n in counts:
+        ss = [s for s in sizes if (n, s) in compiled]
+        if len(ss) > 1:
+            print(f"growth at {n // 1000}k: compiled cost ~ pixels^{slope([s * s for s in ss], [compiled[n, s] for s in ss]):.2f}")
+
+    n_clip = 30_000 if 30_000 in scenes else min(scenes)
+    g = scenes[n_clip]
+    path = CameraPath.from_cameras([Camera.look_at((2.6 * math.sin(a), 1.1, 2.6 * math.cos(a)), (0.0, 0.9, 0.0),
+                                                   fov_deg=45, width=256, height=256)
+                                    for a in torch.linspace(0, 1.0, 16).tolist()])
+    clip = timed(lambda: rasterize_clip([g] * 16, path, backend="numba"), args.repeats)
+    single = timed(lambda: [rasterize(g, c, backend="numba") for c in path], args.repeats)
+    print(f"clip of 16 frames at 256px, {n_clip // 1000}k: one call {clip.wall / 16 * 1e3:.1f} ms/frame, "
+          f"frame by frame {single.wall / 16 * 1e3:.1f} ms/frame (speed-up {single.wall / clip.wall:.2f}x)")
 
     from reference_gaussian import rasterize_dense
 
-    small = Camera.look_at((0.6, 1.1, 2.6), (0.0, 0.9, 0.0), fov_deg=45, width=128, height=128)
+    small = camera(128)
     g = surface_gaussians(mesh, face_colors, 2000, seed=1)
-    t_fast, _, fo = timed(lambda: rasterize(g, small, backend="cpu"), args.repeats)
     t0 = time.perf_counter()
     with torch.no_grad():
         do = rasterize_dense(g, small)
     t_dense = time.perf_counter() - t0
-    diff = max(float((fo.rgb - do.rgb).abs().max()), float((fo.alpha - do.alpha).abs().max()))
-    ddiff = float(((fo.depth - do.depth) * do.alpha).abs().max())
-    print(f"dense reference 128x128 n=2000: {t_dense * 1e3:.0f} ms/frame; cpu rasterizer {t_fast * 1e3:.2f} ms/frame; "
-          f"speed-up {t_dense / t_fast:.0f}x; max |diff| rgb/alpha {diff:.2e}, alpha*depth {ddiff:.2e}, "
-          f"ids equal {float((fo.ids == do.ids).float().mean()) * 100:.2f}%")
+    for backend in ("numba", "torch"):
+        f = timed(lambda: rasterize(g, small, backend=backend), args.repeats)
+        fo = f.out
+        diff = max(float((fo.rgb - do.rgb).abs().max()), float((fo.alpha - do.alpha).abs().max()))
+        ddiff = float(((fo.depth - do.depth) * do.alpha).abs().max())
+        print(f"dense reference 128x128 n=2000: {t_dense * 1e3:.0f} ms/frame; {backend} {f.wall * 1e3:.2f} ms/frame; "
+              f"speed-up {t_dense / f.wall:.0f}x; max |diff| rgb/alpha {diff:.2e}, alpha*depth {ddiff:.2e}, "
+              f"ids equal {float((fo.ids == do.ids).float().mean()) * 100:.2f}%")
 
 
 if __name__ == "__main__":

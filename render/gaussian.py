@@ -43,11 +43,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import raster_cpu
 from .camera import Camera
 from .errors import AmgError
 from .rotations import quaternion_to_matrix
 
-__all__ = ["Gaussians", "RenderOutput", "rasterize", "eval_sh", "gsplat_available",
+__all__ = ["Gaussians", "RenderOutput", "rasterize", "rasterize_clip", "eval_sh", "gsplat_available",
            "NEAR_PLANE", "EPS2D", "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "ID_ALPHA"]
 
 NEAR_PLANE = 0.01       #: metres; Gaussians with camera z at or below this are dropped
@@ -229,7 +230,7 @@ def eval_sh(coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
 
 def rasterize(gaussians: Gaussians, camera: Camera, background: Sequence[float] = (0.0, 0.0, 0.0),
-              backend: str = "auto") -> RenderOutput:
+              backend: str = "auto", threads: int | None = None) -> RenderOutput:
     """Render ``gaussians`` seen by ``camera`` (see the module docstring for the exact conventions).
 
     Args:
@@ -237,29 +238,70 @@ def rasterize(gaussians: Gaussians, camera: Camera, background: Sequence[float] 
             (:meth:`Gaussians.cat`), so that occlusion between them is resolved per pixel.
         camera: an OpenCV-convention :class:`~render.camera.Camera`; the image is ``height x width``.
         background: RGB in ``[0,1]`` behind the Gaussians.
-        backend: ``"cpu"`` (pure PyTorch, differentiable w.r.t. every float field), ``"gsplat"``
-            (CUDA) or ``"auto"`` (gsplat when CUDA and its extension are available, else cpu).
+        backend: ``"cpu"`` (the compiled compositor of :mod:`render.raster_cpu` when numba is installed and
+            no gradient is needed, else PyTorch), ``"torch"`` (pure PyTorch, differentiable w.r.t. every
+            float field), ``"numba"`` (the compiled compositor, forward only), ``"gsplat"`` (CUDA) or
+            ``"auto"`` (gsplat when CUDA and its extension are available, else cpu).
+        threads: compositor threads for the compiled path (default: ``AMG_RENDER_THREADS`` or torch's
+            thread count).
 
     Returns:
         :class:`RenderOutput` with ``rgb (H,W,3)``, ``depth (H,W)``, ``alpha (H,W)``, ``ids (H,W)`` on the
         Gaussians' device, float32.
     """
-    if not isinstance(gaussians, Gaussians):
-        raise AmgError(f"rasterize: expected Gaussians, got {type(gaussians).__name__}")
+    out = rasterize_clip([gaussians], [camera], background=background, backend=backend, threads=threads)
+    return RenderOutput(out.rgb[0], out.depth[0], out.alpha[0], out.ids[0])
+
+
+def rasterize_clip(frames: Sequence[Gaussians], cameras: Sequence[Camera],
+                   background: Sequence[float] = (0.0, 0.0, 0.0), backend: str = "auto",
+                   threads: int | None = None) -> RenderOutput:
+    """Render a clip: ``frames[f]`` seen by ``cameras[f]`` (a list or a :class:`~render.camera.CameraPath`).
+
+    The compiled path projects every frame, then bins and composites all frames' tiles in one parallel
+    call, which keeps the threads busy on small images; the other backends render frame by frame. Same
+    arguments and conventions as :func:`rasterize`; all cameras share one image size.
+
+    Returns:
+        :class:`RenderOutput` with a leading frame axis: ``rgb (F,H,W,3)``, ``depth (F,H,W)``,
+        ``alpha (F,H,W)``, ``ids (F,H,W)``.
+    """
+    frames, cameras = list(frames), list(cameras)
+    if len(frames) != len(cameras) or not frames:
+        raise AmgError(f"rasterize: expected one camera per frame and at least one frame, got {len(frames)} "
+                       f"frames and {len(cameras)} cameras")
+    if len({(c.width, c.height) for c in cameras}) > 1:
+        raise AmgError("rasterize: expected cameras of one image size in a clip")
+    for g in frames:
+        if not isinstance(g, Gaussians):
+            raise AmgError(f"rasterize: expected Gaussians, got {type(g).__name__}")
+        if not torch.isfinite(g.means.detach()).all():
+            raise AmgError("rasterize: gaussians.means contains NaN or inf")
     bg = torch.as_tensor(np.asarray(background, dtype=np.float32).reshape(-1))
     if bg.numel() != 3 or not torch.isfinite(bg).all():
         raise AmgError(f"rasterize: expected background as 3 finite numbers, got {background!r}")
-    if not torch.isfinite(gaussians.means.detach()).all():
-        raise AmgError("rasterize: gaussians.means contains NaN or inf")
+    if backend not in ("auto", "cpu", "torch", "numba", "gsplat"):
+        raise AmgError(f"rasterize: unknown backend {backend!r}; expected auto, cpu, torch, numba or gsplat")
     if backend == "auto":
         backend = "gsplat" if gsplat_available() else "cpu"
+    if backend == "gsplat" and not gsplat_available():
+        raise AmgError("rasterize: backend 'gsplat' needs CUDA and gsplat's CUDA extension; use 'cpu'")
+    if backend == "numba" and not raster_cpu.available():
+        raise AmgError("rasterize: backend 'numba' needs numba (pip install amg[fast]); use 'cpu'")
     if backend == "cpu":
-        return _rasterize_cpu(gaussians, camera, bg)
-    if backend == "gsplat":
-        if not gsplat_available():
-            raise AmgError("rasterize: backend 'gsplat' needs CUDA and gsplat's CUDA extension; use 'cpu'")
-        return _rasterize_gsplat(gaussians, camera, bg)
-    raise AmgError(f"rasterize: unknown backend {backend!r}; expected auto, cpu or gsplat")
+        backend = "numba" if raster_cpu.available() and not any(_compiled_unfit(g) for g in frames) else "torch"
+    if backend == "numba":
+        return _rasterize_numba(frames, cameras, bg, threads)
+    one = _rasterize_gsplat if backend == "gsplat" else _rasterize_torch
+    outs = [one(g, c, bg) for g, c in zip(frames, cameras)]
+    return RenderOutput(*(torch.stack([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "alpha", "ids")))
+
+
+def _compiled_unfit(g: Gaussians) -> bool:
+    """Whether ``g`` needs the PyTorch path: gradients wanted, float64 asked for, or not on the CPU."""
+    grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.colors))
+    return grad or g.device.type != "cpu" or g.means.dtype == torch.float64
 
 
 @functools.lru_cache(maxsize=1)
@@ -339,7 +381,15 @@ def _colors(g: Gaussians, camera: Camera) -> torch.Tensor:
 _BUCKET_SIDES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128)
 
 
-def _rasterize_cpu(g: Gaussians, camera: Camera, bg: torch.Tensor) -> RenderOutput:
+def _footprint_box(u: torch.Tensor, v: torch.Tensor, radii: torch.Tensor, W: int, H: int):
+    """Float ``(j0, j1, i0, i1)``, each ``(N,)``: the pixel columns/rows whose centres ``j + 0.5`` lie within
+    ``[u - rx, u + rx]`` (rows alike), clipped to the image (the PyTorch and compiled paths share it)."""
+    rx, ry = radii.unbind(-1)
+    return (torch.ceil(u - rx - 0.5).clamp_min(0), torch.floor(u + rx - 0.5).clamp_max(W - 1),
+            torch.ceil(v - ry - 0.5).clamp_min(0), torch.floor(v + ry - 0.5).clamp_max(H - 1))
+
+
+def _rasterize_torch(g: Gaussians, camera: Camera, bg: torch.Tensor) -> RenderOutput:
     torch.set_flush_denormal(True)
     W, H = camera.width, camera.height
     P = W * H
@@ -359,12 +409,7 @@ def _rasterize_cpu(g: Gaussians, camera: Camera, bg: torch.Tensor) -> RenderOutp
             return _empty(H, W, bg, dev, dt)
         params = torch.cat([proj.means2d, proj.conics, g.opacities[:, None]], dim=-1).detach()[vis]
         u, v = params[:, 0], params[:, 1]
-        rx, ry = proj.radii[vis].unbind(-1)
-        # footprint box: pixel columns whose centres j + 0.5 lie within [u - rx, u + rx], inside the image
-        j0 = torch.ceil(u - rx - 0.5).clamp_min(0)
-        j1 = torch.floor(u + rx - 0.5).clamp_max(W - 1)
-        i0 = torch.ceil(v - ry - 0.5).clamp_min(0)
-        i1 = torch.floor(v + ry - 0.5).clamp_max(H - 1)
+        j0, j1, i0, i1 = _footprint_box(u, v, proj.radii[vis], W, H)
         side = torch.maximum(j1 - j0, i1 - i0).long() + 1
         # Fragments key = pixel * R + rank: sorting by key groups them by pixel, near to far.
         # Gaussians are processed in buckets of similar footprint, each as a padded (n, S, S) block
@@ -498,6 +543,40 @@ def _vote_ids(ids: torch.Tensor, crow: torch.Tensor, rank: torch.Tensor, pix: to
         best = torch.full((P,), n, dtype=torch.long, device=pix.device).scatter_reduce(0, kpix, cand, "amin")
         best = best.clamp_max(n - 1)
     return torch.where(alpha > ID_ALPHA, uniq[best], torch.zeros_like(best))
+
+
+# ------------------------------------------------------------------------------------------------
+# Compiled CPU backend (render/raster_cpu.py): projection here, binning and compositing there
+# ------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _rasterize_numba(frames: Sequence[Gaussians], cameras: Sequence[Camera], bg: torch.Tensor,
+                     threads: int | None) -> RenderOutput:
+    W, H = cameras[0].width, cameras[0].height
+    ids = [g.instance_ids() for g in frames]
+    uniq = torch.unique(torch.cat(ids))
+    degrees = {g.sh_degree for g in frames}
+    if len(degrees) > 1:  # rare: mixed colour kinds in one clip, render them frame by frame
+        outs = [_rasterize_numba([g], [c], bg, threads) for g, c in zip(frames, cameras)]
+        return RenderOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "alpha", "ids")))
+
+    def flat(name):
+        return torch.cat([getattr(g, name).detach().float() for g in frames]).numpy()
+
+    inst = torch.searchsorted(uniq, torch.cat(ids)).to(torch.int32).numpy()
+    frame = np.repeat(np.arange(len(frames), dtype=np.int32), [len(g) for g in frames])
+    K = torch.stack([c.K for c in cameras]).float().numpy()
+    R = torch.stack([c.R for c in cameras]).float().numpy()
+    t = torch.stack([c.t for c in cameras]).float().numpy()
+    rgb, depth, alpha, best = raster_cpu.render(flat("means"), flat("quats"), flat("scales"), flat("opacities"),
+                                                flat("colors"), degrees.pop(), inst, frame, K, R, t, W, H,
+                                                len(uniq), threads)
+    rgb, depth, alpha = torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
+    rgb = (rgb + (1.0 - alpha)[..., None] * bg).clamp(0.0, 1.0)
+    lead = uniq[torch.from_numpy(best).long()] if len(uniq) else torch.ones(best.shape, dtype=torch.long)
+    ids = torch.where(alpha > ID_ALPHA, lead, torch.zeros_like(lead))
+    return RenderOutput(rgb, depth, alpha, ids)
 
 
 # ------------------------------------------------------------------------------------------------

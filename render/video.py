@@ -23,6 +23,10 @@ __all__ = ["write_video", "read_video", "write_frames", "read_frames", "write_im
            "contact_sheet", "to_uint8"]
 
 _MP4_SUFFIXES = (".mp4", ".mov", ".mkv")
+_MP4_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: ITU-R BT.709 tags written on every H.264 stream (FFmpeg's AVColor* values): limited ("MPEG") range,
+#: BT.709 matrix, primaries and transfer; the RGB -> YUV conversion uses the same matrix and range.
+_BT709 = {"range": 1, "matrix": 1, "primaries": 1, "transfer": 1}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -64,7 +68,9 @@ def _video_array(frames) -> np.ndarray:
 def write_video(path, frames, fps: float = 8.0, overwrite: bool = True, crf: int = 18) -> Path:
     """Write ``frames (F,H,W,3)`` to ``path`` at ``fps`` frames per second.
 
-    ``.mp4``/``.mov``/``.mkv``: H.264 (libx264, yuv420p, constant rate factor ``crf``) via PyAV; odd
+    ``.mp4``/``.mov``/``.mkv``: H.264 (libx264, yuv420p, constant rate factor ``crf``) via PyAV, tagged
+    BT.709 (limited range, matrix, primaries, transfer) and converted with that matrix; MP4/MOV carry the
+    index first (``+faststart``). One encoder thread, so the same frames always give the same bytes. Odd
     widths or heights are padded by one repeated edge row/column, since yuv420p needs even sizes.
     ``.gif``: an endlessly looping GIF (frame durations rounded to 10 ms, GIF's unit).
     """
@@ -79,12 +85,24 @@ def write_video(path, frames, fps: float = 8.0, overwrite: bool = True, crf: int
         F, H, W, _ = v.shape
         v = np.pad(v, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
         with atomic_path(path, overwrite=overwrite) as tmp:
-            with av.open(str(tmp), mode="w") as container:
+            # +faststart moves the index (moov) before the media data, so players and browsers can start
+            # before the whole file has arrived
+            with av.open(str(tmp), mode="w", format=_MP4_FORMATS[suffix],
+                         options={"movflags": "+faststart"} if suffix != ".mkv" else {}) as container:
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 stream.width, stream.height, stream.pix_fmt = v.shape[2], v.shape[1], "yuv420p"
-                stream.options = {"crf": str(int(crf))}
+                cc = stream.codec_context
+                cc.color_range, cc.colorspace = _BT709["range"], _BT709["matrix"]
+                cc.color_primaries, cc.color_trc = _BT709["primaries"], _BT709["transfer"]
+                # One encoder thread: x264's output depends on its thread count, which it picks from the
+                # CPUs it can see at that moment; pinning it makes the same frames give the same bytes.
+                cc.thread_count = 1
+                stream.options = {"crf": str(int(crf)), "threads": "1"}
                 for frame in v:
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                    yuv = rgb.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG",
+                                       dst_color_trc=_BT709["transfer"], dst_color_primaries=_BT709["primaries"])
+                    for packet in stream.encode(yuv):
                         container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)

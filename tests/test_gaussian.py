@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from render import gaussian as rg
+from render import raster_cpu
 from render.camera import Camera
 from render.errors import AmgError
 from render.gaussian import Gaussians, RenderOutput, eval_sh, gsplat_available, rasterize
@@ -99,9 +100,63 @@ def test_fast_and_grad_paths_agree():
 
 def test_many_ids_path_matches_table(monkeypatch):
     g = random_scene(300, seed=2, num_ids=7)
-    table = rasterize(g, CAM, backend="cpu").ids
+    table = rasterize(g, CAM, backend="torch").ids
     monkeypatch.setattr(rg, "_DENSE_ID_TABLE_MAX", 0)
-    assert torch.equal(rasterize(g, CAM, backend="cpu").ids, table)
+    assert torch.equal(rasterize(g, CAM, backend="torch").ids, table)
+
+
+def assert_twins(fast: RenderOutput, ref: RenderOutput):
+    """The compiled path against the PyTorch one: rgb/alpha within 1e-5, ids equal on >= 99.9% of pixels."""
+    assert fast.rgb.shape == ref.rgb.shape and fast.ids.dtype == torch.long and fast.rgb.dtype == torch.float32
+    assert (fast.rgb - ref.rgb).abs().max() < 1e-5
+    assert (fast.alpha - ref.alpha).abs().max() < 1e-5
+    assert ((fast.depth - ref.depth) * ref.alpha).abs().max() < 1e-5
+    assert torch.equal(fast.depth == 0, ref.depth == 0)
+    assert (fast.ids == ref.ids).float().mean() >= 0.999
+
+
+@pytest.mark.skipif(not raster_cpu.available(), reason="the compiled path needs numba (extra 'fast')")
+@pytest.mark.parametrize("seed,sh,num_ids,size", [(0, None, 3, (40, 32)), (1, 4, 1, (37, 29)), (2, 9, 6, (50, 17)),
+                                                   (3, 16, 2, (33, 48))])
+def test_compiled_matches_torch_on_random_scenes(seed, sh, num_ids, size):
+    g = random_scene(2000, seed=seed, sh=sh, num_ids=num_ids)
+    cam = Camera.look_at((0.3, 0.4, 2.5), (0, 0, 0), fov_deg=50, width=size[0], height=size[1])
+    fast = rasterize(g, cam, background=(0.2, 0.3, 0.4), backend="numba")
+    ref = rasterize(g, cam, background=(0.2, 0.3, 0.4), backend="torch")
+    assert ref.alpha.max() > 0.9 and len(torch.unique(ref.ids)) == num_ids + 1  # real coverage, every id seen
+    assert_twins(fast, ref)
+    assert torch.equal(rasterize(g, cam, background=(0.2, 0.3, 0.4), backend="cpu").rgb, fast.rgb)
+
+
+@pytest.mark.skipif(not raster_cpu.available(), reason="the compiled path needs numba (extra 'fast')")
+def test_compiled_clip_matches_frame_by_frame_and_threads_agree():
+    """One call for a clip (frames of different sizes of scene, moving cameras) equals per-frame renders."""
+    frames = [random_scene(300 + 50 * f, seed=10 + f, num_ids=2) for f in range(3)]
+    cams = [Camera.look_at((0.3 * f, 0.4, 2.5), (0, 0, 0), fov_deg=50, width=40, height=32) for f in range(3)]
+    clip = rg.rasterize_clip(frames, cams, background=(0.1, 0.1, 0.1), backend="numba", threads=2)
+    assert clip.rgb.shape == (3, 32, 40, 3) and clip.ids.shape == (3, 32, 40)
+    for f in range(3):
+        one = rasterize(frames[f], cams[f], background=(0.1, 0.1, 0.1), backend="numba", threads=1)
+        assert torch.equal(one.rgb, clip.rgb[f]) and torch.equal(one.ids, clip.ids[f])
+        assert_twins(one, rasterize(frames[f], cams[f], background=(0.1, 0.1, 0.1), backend="torch"))
+
+
+def test_fallback_to_torch_without_numba(monkeypatch):
+    import sys
+
+    g = random_scene(300, seed=4)
+    ref = rasterize(g, CAM, backend="torch")
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    raster_cpu.available.cache_clear()
+    try:
+        assert not raster_cpu.available()
+        out = rasterize(g, CAM, backend="cpu")
+        assert torch.equal(out.rgb, ref.rgb) and torch.equal(out.ids, ref.ids)
+        with pytest.raises(AmgError, match="numba"):
+            rasterize(g, CAM, backend="numba")
+    finally:
+        monkeypatch.undo()
+        raster_cpu.available.cache_clear()
 
 
 def test_depth_is_metric_camera_z_and_alpha_of_opaque_disc():

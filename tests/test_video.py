@@ -104,3 +104,59 @@ def test_contact_sheet_layout_and_labels():
     assert (label_strip < 128).any()  # text drawn in black on white
     with pytest.raises(AmgError, match="labels"):
         contact_sheet(frames, labels=["a"])
+
+
+def _top_level_boxes(path):
+    """(type, offset) of the top-level ISO-BMFF boxes, read from the bytes."""
+    data, out, pos = path.read_bytes(), [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+        out.append((kind, pos))
+        if size < 8:
+            break
+        pos += size
+    return out
+
+
+def test_mp4_is_tagged_bt709_and_converted_with_it(tmp_path):
+    import av
+
+    v = np.zeros((2, 16, 16, 3), np.uint8)
+    v[..., 0] = 255  # pure red
+    p = write_video(tmp_path / "red.mp4", v, fps=8)
+    with av.open(str(p)) as c:
+        cc = c.streams.video[0].codec_context
+        tags = (cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc)
+        frame = next(c.decode(video=0))
+        luma = frame.to_ndarray(format="yuv420p")[:16].astype(float)
+    assert tags == (1, 1, 1, 1)  # MPEG (limited) range; BT.709 matrix, primaries, transfer
+    # limited-range BT.709 luma of pure red is 16 + 219 * 0.2126 = 62.6 (BT.601 would give 81.5)
+    assert abs(luma.mean() - 62.6) < 2.0
+    assert np.abs(read_video(p)[0][..., 0].astype(int) - 255).max() <= 6  # decodes back to red
+
+
+def test_mp4_index_comes_first(tmp_path):
+    boxes = dict(_top_level_boxes(write_video(tmp_path / "a.mp4", moving_square(), fps=8)))
+    assert "moov" in boxes and "mdat" in boxes and boxes["moov"] < boxes["mdat"]
+
+
+def test_same_frames_same_bytes_whatever_cpus_the_encoder_sees(tmp_path):
+    """x264 picks its thread count from the CPUs it may run on, and its output depends on that count."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs to vary the encoder's view")
+    # AMG's clip size: x264 caps its threads by the number of macroblock rows, so tiny clips never vary
+    v = (np.random.default_rng(0).integers(0, 4, (16, 256, 256, 3)) * 64).astype(np.uint8)
+    cpus = os.sched_getaffinity(0)
+    blobs = [write_video(tmp_path / "all.mp4", v, fps=8).read_bytes()]
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        blobs.append(write_video(tmp_path / "one.mp4", v, fps=8).read_bytes())
+    finally:
+        os.sched_setaffinity(0, cpus)
+    blobs.append(write_video(tmp_path / "again.mp4", v, fps=8).read_bytes())
+    assert blobs[0] == blobs[1] == blobs[2]
