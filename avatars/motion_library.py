@@ -1,8 +1,8 @@
 """A procedural motion library in SMPL axis-angle, and text to motion on top of it.
 
-``make(name, seconds=, fps=, speed=, direction=)`` returns a :class:`~avatars.motion.Motion` for a
-one-person motion, or a list of Motions placed in one world for an interaction (``*_pair``,
-``handshake``). Every clip is grounded on the default body (the lowest vertex on ``y = 0`` in every
+``make_people(name, seconds=, fps=, speed=, direction=)`` returns one :class:`~avatars.motion.Motion`
+per person, placed in one world (two for an interaction: ``*_pair``, ``handshake``); ``make`` returns the
+Motion of a one-person motion. Every clip is grounded on the default body (the lowest vertex on ``y = 0`` in every
 frame, except in the air phase of a jump), keeps each joint inside :data:`JOINT_LIMITS`, and keeps the
 hands and elbows out of the torso; the tests measure all three.
 
@@ -29,10 +29,11 @@ import torch
 from render.errors import AmgError
 from render.rotations import euler_to_matrix, matrix_to_axis_angle
 
-from .motion import Motion, _default_body
+from .body import default_body as _default_body
+from .motion import Motion
 
 __all__ = [
-    "names", "make", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion", "JOINT_LIMITS",
+    "names", "make", "make_people", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion", "JOINT_LIMITS",
     "ground", "heading_matrix",
 ]
 
@@ -371,9 +372,9 @@ def names() -> list[str]:
     return [n for n in _LIBRARY if n not in _PAIRS] + [n for n in _LIBRARY if n in _PAIRS]
 
 
-def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
-         body=None) -> Motion | list[Motion]:
-    """Build a library motion.
+def make_people(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
+                body=None) -> list[Motion]:
+    """Build a library motion as one Motion per person (one for a solo motion, two for an interaction).
 
     Args:
         name: one of :func:`names`.
@@ -382,13 +383,29 @@ def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0,
         direction: heading in degrees about +Y (0 faces +Z, the default camera; 90 faces +X).
         body: the :class:`~avatars.body.BodyModel` used for grounding (default body when omitted).
     Returns:
-        A Motion, or for interactions a list of Motions in one world.
+        A list of Motions in one world, ``round(seconds * fps)`` frames each.
     """
     if name not in _LIBRARY:
         raise AmgError(f"motion {name!r}: unknown; expected one of {', '.join(names())}")
     if not (speed > 0 and math.isfinite(speed)):
         raise AmgError(f"motion {name!r}: speed {speed} must be positive")
-    return _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
+    made = _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
+    return list(made) if isinstance(made, (list, tuple)) else [made]
+
+
+def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
+         body=None) -> Motion:
+    """Build a one-person library motion (arguments as :func:`make_people`).
+
+    Interactions need :func:`make_people`; for them this still returns the list of Motions, as it always
+    did, with a ``DeprecationWarning``.
+    """
+    people = make_people(name, seconds=seconds, fps=fps, speed=speed, direction=direction, body=body)
+    if name in _PAIRS:
+        warnings.warn(f"motion_library.make({name!r}) returns several people; use make_people",
+                      DeprecationWarning, stacklevel=2)
+        return people
+    return people[0]
 
 
 # ---- text to motion ---------------------------------------------------------------------------------
@@ -492,7 +509,7 @@ def from_text(text: str, seconds: float = 3.0, fps: float = 30.0, num_people: in
     name, speed, direction, n = info["motions"][0], info["speed"], info["direction"], info["num_people"]
     pair = {"dance": "dance_pair", "box": "box_pair", "handshake": "handshake"}
     if n == 2 and name in pair:
-        return list(make(pair[name], seconds=seconds, fps=fps, speed=speed, direction=direction, body=body))
+        return make_people(pair[name], seconds=seconds, fps=fps, speed=speed, direction=direction, body=body)
     if name == "handshake":  # a greeting without a partner
         name = "wave"
     out = []
