@@ -123,10 +123,15 @@ def test_bvh_round_trip(tmp_path, body):
     m = random_motion(F=8, nb=body.num_betas, scale=0.5)
     # SMPL's hand joints have no BVH counterpart in common rigs but do in our export
     save_bvh(m, tmp_path / "m.bvh", body=body)
-    back = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas)
+    back = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas, ground=False)
     assert back.fps == pytest.approx(30.0)
     assert rotations_close(back.full_pose, m.full_pose, atol=1e-4)
     assert torch.allclose(back.transl, m.transl, atol=1e-4)
+    # grounded by default: the same motion with its lowest foot point on the floor
+    floor = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas)
+    assert torch.allclose(floor.transl[:, [0, 2]], m.transl[:, [0, 2]], atol=1e-4)
+    dy = floor.transl[:, 1] - m.transl[:, 1]
+    assert torch.allclose(dy, dy[:1].expand_as(dy), atol=1e-5)
 
 
 def _bvh_text(arm_down_deg, frames):
