@@ -30,8 +30,8 @@ from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import (_instantiate, build_scene, check_frame_settings, config_dict, hydra_app, prepare_run_dir,
-                    torch_dtype)
+from .build import (_instantiate, build_scene, check_frame_settings, check_in_view, config_dict, hydra_app,
+                    prepare_run_dir, torch_dtype)
 from .prompt import _PERSON_NOUNS, RuleBasedPromptParser
 
 log = logging.getLogger("amg.generate")
@@ -145,6 +145,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     people, cameras = scene.people, scene.cameras
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=fps, conditions=list(cfg.conditions))
     write_json(out_dir / "prompt.json", {"prompt": prompt, "people": parsed.people, "action": parsed.action,
                                          "scene": parsed.scene, "scene_prompt": parsed.scene_prompt,

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from avatars.scene import render_scene, save_scene
 from render.io import write_meta
 
-from .build import build_scene, config_dict, hydra_app, prepare_run_dir
+from .build import build_scene, check_in_view, config_dict, hydra_app, prepare_run_dir
 
 log = logging.getLogger("amg.render")
 
@@ -39,6 +39,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     people, cameras = scene.people, scene.cameras
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
     write_meta(out_dir, "render", inputs={"motion": config_dict(cfg.motion), "appearances": [
         p.avatar.appearance.text if p.avatar.appearance else None for p in people]}, config=config_dict(cfg),
