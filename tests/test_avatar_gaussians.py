@@ -3,7 +3,8 @@ import pytest
 import torch
 import trimesh
 
-from avatars.gaussians import _closest_points, load_ply, save_ply
+from avatars.surface import closest_points
+from render.ply import load_ply, save_ply
 from render.errors import AmgError
 from render.gaussian import Gaussians
 
@@ -56,7 +57,7 @@ def test_closest_points_match_trimesh():
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(300, 3))
     pts = pts / np.linalg.norm(pts, axis=1, keepdims=True) * rng.uniform(0.4, 0.6, size=(300, 1))
-    fid, bary, q = _closest_points(v, f, torch.as_tensor(pts, dtype=torch.float32))
+    fid, bary, q = closest_points(v, f, torch.as_tensor(pts, dtype=torch.float32))
     # brute force over every triangle with trimesh's per-pair closest point
     tris = np.repeat(mesh.triangles[None], len(pts), 0).reshape(-1, 3, 3)
     cand = trimesh.triangles.closest_point(tris, np.repeat(pts, len(mesh.faces), 0)).reshape(len(pts), -1, 3)

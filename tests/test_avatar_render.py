@@ -16,7 +16,9 @@ import trimesh
 from avatars import motion_library
 from avatars.appearance import Appearance
 from avatars.body import BodyModel
-from avatars.gaussians import GaussianAvatar, _closest_on_triangles, _vertex_faces, save_ply
+from avatars.gaussians import GaussianAvatar
+from avatars.surface import closest_on_triangles, vertex_faces
+from render.ply import save_ply
 from avatars.scene import Person, render_scene
 from render.camera import Camera, CameraPath
 from render.gaussian import Gaussians, rasterize
@@ -133,7 +135,7 @@ def test_surface_has_no_holes_at_twice_the_resolution(body):
 def _vertex_anchored(av: GaussianAvatar, vertex_ids: torch.Tensor) -> GaussianAvatar:
     """An avatar whose Gaussians sit exactly on the given vertices (bary one-hot, zero offset)."""
     faces = torch.as_tensor(np.asarray(av.body.faces))
-    vf = _vertex_faces(faces, av.body.num_vertices)
+    vf = vertex_faces(faces, av.body.num_vertices)
     fid = vf[vertex_ids, 0]
     corner = (faces[fid] == vertex_ids[:, None]).float()
     n = len(vertex_ids)
@@ -261,7 +263,7 @@ def test_humangaussian_ply_binds_to_the_nearest_surface_point(body, tmp_path):
     sub = torch.arange(0, n, 25)
     tri = rest_v[faces]
     for k in sub.tolist():
-        q, _ = _closest_on_triangles(g.means[k].expand(len(tri), 3), tri)
+        q, _ = closest_on_triangles(g.means[k].expand(len(tri), 3), tri)
         best = (q - g.means[k]).norm(dim=-1).min()
         assert abs(float((anchor[k] - g.means[k]).norm()) - float(best)) < 1e-5
     # skin weights are the anchor face's, interpolated
@@ -289,7 +291,7 @@ def test_save_and_load_round_trip_to_identical_renders(body, tmp_path):
 
 def test_vertex_face_table_matches_a_loop(body):
     faces = torch.as_tensor(np.asarray(body.faces))
-    got = _vertex_faces(faces, body.num_vertices)
+    got = vertex_faces(faces, body.num_vertices)
     ref = [[] for _ in range(body.num_vertices)]
     for f, tri in enumerate(faces.tolist()):
         for v in tri:
