@@ -1,0 +1,203 @@
+"""Camera path generators: static, orbit, zoom, dolly, pan, follow, keyframed splines.
+
+:class:`PathGenerators` holds them as classmethods of :class:`~render.camera.CameraPath` (``CameraPath.orbit``
+...), the names the ``camera`` config group targets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import AmgError
+from ..rotations import matrix_to_quaternion, quaternion_to_matrix, slerp, standardize_quaternion
+from .core import Camera, _t
+
+__all__ = ["PathGenerators", "static_camera"]
+
+
+def _ease(u: np.ndarray, easing: str) -> np.ndarray:
+    if easing == "linear":
+        return u
+    if easing in ("ease", "ease_in_out", "smooth"):
+        return u * u * (3 - 2 * u)
+    if easing == "ease_in":
+        return u * u
+    if easing == "ease_out":
+        return 1 - (1 - u) ** 2
+    raise AmgError(f"easing {easing!r}: expected one of linear, ease_in_out, ease_in, ease_out")
+
+
+class PathGenerators:
+    """Classmethods that build a :class:`~render.camera.CameraPath` (mixed into it)."""
+
+    @classmethod
+    def static(cls, camera: Camera, num_frames: int = 16, fps: float = 8.0) -> "CameraPath":
+        """``num_frames`` copies of one camera."""
+        _check_frames(num_frames)
+        return cls.from_cameras([camera] * num_frames, fps)
+
+    @classmethod
+    def orbit(cls, num_frames: int = 16, degrees: float = 360.0, radius: float = 3.0,
+              elevation_deg: float = 10.0, target: Sequence[float] = (0.0, 0.9, 0.0),
+              start_deg: float = 0.0, fov_deg: float = 50.0, width: int = 256, height: int = 256,
+              fps: float = 8.0) -> "CameraPath":
+        """Circle ``degrees`` around ``target`` at ``radius`` metres and ``elevation_deg`` above it.
+
+        Azimuth 0 puts the camera on the +Z side of the target, in front of a body in rest pose;
+        positive degrees turn counter-clockwise seen from above. The last frame is at ``start + degrees``
+        (a full 360-degree orbit therefore repeats its first view; pass 360*(F-1)/F to avoid that).
+        """
+        _check_frames(num_frames)
+        az = np.radians(start_deg + degrees * np.linspace(0, 1, num_frames))
+        el = math.radians(elevation_deg)
+        tgt = np.asarray(target, dtype=np.float64)
+        cams = []
+        for a in az:
+            eye = tgt + radius * np.array([math.sin(a) * math.cos(el), math.sin(el), math.cos(a) * math.cos(el)])
+            cams.append(Camera.look_at(eye, tgt, fov_deg=fov_deg, width=width, height=height))
+        return cls.from_cameras(cams, fps)
+
+    @classmethod
+    def zoom(cls, num_frames: int = 16, factor: float = 2.0, camera: Camera | None = None,
+             easing: str = "linear", fps: float = 8.0, **look_at) -> "CameraPath":
+        """Change the focal length from ``f`` to ``factor * f`` (factor > 1 zooms in, < 1 out).
+
+        ``camera`` defaults to ``Camera.look_at(**look_at)`` with ``eye=(0, 1, 3.5)``, target ``(0, 0.9, 0)``.
+        """
+        _check_frames(num_frames)
+        cam = camera or _default_camera(**look_at)
+        s = 1 + (factor - 1) * _ease(np.linspace(0, 1, num_frames), easing)
+        K = cam.K.repeat(num_frames, 1, 1)
+        K[:, 0, 0] *= torch.as_tensor(s)
+        K[:, 1, 1] *= torch.as_tensor(s)
+        return cls(K, cam.R.repeat(num_frames, 1, 1), cam.t.repeat(num_frames, 1), cam.width, cam.height, fps)
+
+    @classmethod
+    def dolly(cls, num_frames: int = 16, distance: float = 1.5, camera: Camera | None = None,
+              target: Sequence[float] = (0.0, 0.9, 0.0), easing: str = "linear", fps: float = 8.0,
+              **look_at) -> "CameraPath":
+        """Move the camera ``distance`` metres toward ``target`` along its line of sight (negative: away)."""
+        _check_frames(num_frames)
+        cam = camera or _default_camera(target=target, **look_at)
+        c0 = cam.center
+        d = _t(target) - c0
+        d = d / d.norm()
+        s = torch.as_tensor(distance * _ease(np.linspace(0, 1, num_frames), easing))
+        centers = c0 + s[:, None] * d
+        R = cam.R.repeat(num_frames, 1, 1)
+        t = -(R @ centers[..., None])[..., 0]
+        return cls(cam.K.repeat(num_frames, 1, 1), R, t, cam.width, cam.height, fps)
+
+    @classmethod
+    def pan(cls, num_frames: int = 16, degrees: float = 30.0, camera: Camera | None = None,
+            up: Sequence[float] = (0.0, 1.0, 0.0), easing: str = "linear", fps: float = 8.0,
+            **look_at) -> "CameraPath":
+        """Turn the camera in place by ``degrees`` about the world ``up`` axis (positive: to the left)."""
+        _check_frames(num_frames)
+        cam = camera or _default_camera(**look_at)
+        from ..rotations import axis_angle_to_matrix
+
+        ang = torch.as_tensor(np.radians(degrees) * _ease(np.linspace(0, 1, num_frames), easing))
+        axis = _t(up) / _t(up).norm()
+        turn = axis_angle_to_matrix(ang[:, None] * axis)  # world rotation of the camera body
+        R = cam.R @ turn.transpose(-1, -2)
+        t = -(R @ cam.center[:, None])[..., 0]
+        return cls(cam.K.repeat(num_frames, 1, 1), R, t, cam.width, cam.height, fps)
+
+    @classmethod
+    def follow(cls, targets, offset: Sequence[float] = (0.0, 0.6, 3.5), smoothing: float = 0.0,
+               fov_deg: float = 50.0, width: int = 256, height: int = 256, fps: float = 8.0) -> "CameraPath":
+        """Keep a moving target in frame: the camera sits at ``target + offset`` and looks at the target.
+
+        Args:
+            targets: ``(F,3)`` world points (e.g. a body's pelvis per frame).
+            offset: camera position relative to the target, metres.
+            smoothing: 0 follows exactly; towards 1 the camera lags (exponential smoothing of its position).
+        """
+        tg = _t(targets).reshape(-1, 3)
+        _check_frames(len(tg))
+        if not torch.isfinite(tg).all():
+            raise AmgError("follow: expected finite target points, got NaN or inf")
+        eyes = tg + _t(offset)
+        if smoothing > 0:
+            for i in range(1, len(eyes)):
+                eyes[i] = smoothing * eyes[i - 1] + (1 - smoothing) * eyes[i]
+        cams = [Camera.look_at(e, g, fov_deg=fov_deg, width=width, height=height) for e, g in zip(eyes, tg)]
+        return cls.from_cameras(cams, fps)
+
+    @classmethod
+    def from_keyframes(cls, keyframes: Sequence[Camera], num_frames: int, times: Sequence[float] | None = None,
+                       rotation: str = "spline", easing: str = "linear", fps: float = 8.0) -> "CameraPath":
+        """A smooth path through keyframe cameras.
+
+        Positions and focal lengths follow a cubic spline through the keyframes (C2); rotations follow a
+        cubic spline of sign-aligned unit quaternions, renormalised (C2, ``rotation="spline"``) or
+        piecewise slerp (``rotation="slerp"``, C0; with ``easing="ease_in_out"`` C1 with stops at keys).
+
+        Args:
+            keyframes: >= 1 cameras sharing an image size.
+            num_frames: frames of the output path.
+            times: keyframe times in [0, 1], increasing; evenly spaced when omitted.
+            easing: a time remapping applied to the whole path (``linear``, ``ease_in_out``...).
+        """
+        from scipy.interpolate import CubicSpline
+
+        keys = list(keyframes)
+        _check_frames(num_frames)
+        if not keys:
+            raise AmgError("keyframes: expected at least one keyframe, got none")
+        if len(keys) == 1:
+            return cls.static(keys[0], num_frames, fps)
+        tk = np.linspace(0, 1, len(keys)) if times is None else np.asarray(times, dtype=np.float64)
+        if tk.shape != (len(keys),) or np.any(np.diff(tk) <= 0):
+            raise AmgError(f"keyframes: expected {len(keys)} strictly increasing times, got {list(tk)}")
+        u = tk[0] + (tk[-1] - tk[0]) * _ease(np.linspace(0, 1, num_frames), easing)
+        bc = "natural" if len(keys) > 2 else "not-a-knot"
+        centers = np.stack([k.center.numpy() for k in keys])
+        Ks = np.stack([k.K.numpy() for k in keys]).reshape(len(keys), 9)
+        pos = torch.as_tensor(CubicSpline(tk, centers, bc_type=bc)(u))
+        K = torch.as_tensor(CubicSpline(tk, Ks, bc_type=bc)(u)).reshape(num_frames, 3, 3)
+        q = matrix_to_quaternion(torch.stack([k.R.T for k in keys]))  # camera-to-world rotations
+        for i in range(1, len(q)):  # keep consecutive keys on the same hemisphere
+            if (q[i] * q[i - 1]).sum() < 0:
+                q[i] = -q[i]
+        if rotation == "spline":
+            qs = torch.as_tensor(CubicSpline(tk, q.numpy(), bc_type=bc)(u))
+            qs = standardize_quaternion(qs / qs.norm(dim=-1, keepdim=True))
+        elif rotation == "slerp":
+            seg = np.clip(np.searchsorted(tk, u, side="right") - 1, 0, len(keys) - 2)
+            w = torch.as_tensor((u - tk[seg]) / (tk[seg + 1] - tk[seg]))
+            qs = slerp(q[seg], q[seg + 1], w)
+        else:
+            raise AmgError(f"keyframes: rotation {rotation!r}: expected 'spline' or 'slerp'")
+        R = quaternion_to_matrix(qs).transpose(-1, -2)
+        t = -(R @ pos[..., None])[..., 0]
+        return cls(K, R, t, keys[0].width, keys[0].height, fps)
+
+
+
+def _default_camera(eye=(0.0, 1.0, 3.5), target=(0.0, 0.9, 0.0), fov_deg=50.0, width=256, height=256) -> Camera:
+    return Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)
+
+
+def _check_frames(n: int) -> None:
+    if int(n) < 1:
+        raise AmgError(f"num_frames: expected >= 1, got {n}")
+
+
+def static_camera(num_frames: int, eye: Sequence[float], target: Sequence[float], fov_deg: float, width: int,
+                  height: int, fps: float):
+    """A camera at ``eye`` (metres) looking at ``target`` that does not move: a
+    :class:`~render.camera.CameraPath` of ``num_frames`` copies (the ``camera=static`` config).
+
+    ``fov_deg`` is the vertical field of view; ``width x height`` the image size in pixels.
+    """
+    from .path import CameraPath
+
+    cam = Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)
+    return CameraPath.static(cam, num_frames, fps)
+
