@@ -20,22 +20,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from render.errors import AmgError
-from render.gaussian import Gaussians
+from render.gaussian import Gaussians, rotate_sh, sh_to_rgb
 from render.io import write_npz
-from render.ply import load_ply, save_ply
-from render.rotations import matrix_to_quaternion, quaternion_multiply
+from render.ply import SH_DEGREE, load_ply, save_ply
+from render.rotations import matrix_to_quaternion, quaternion_multiply, quaternion_to_matrix
 
 from . import dress, surface
 from .appearance import Appearance, parse_appearance
 from .dress import SEGMENTS, segment_labels
+from .lbs import skin_vertices
 from .surface import closest_points, normal_frame_quats, sample_bary, stratified_faces, vertex_normals
 
-__all__ = ["GaussianAvatar", "segment_labels", "SEGMENTS", "save_ply", "load_ply"]
+__all__ = ["GaussianAvatar", "Posed", "segment_labels", "SEGMENTS", "save_ply", "load_ply"]
 
 # Surface splats, tuned against the posed mesh rendered by pyrender (tests/test_avatar_render.py,
 # benchmarks/avatar.py). Standard deviations in units of the sampling spacing sqrt(area / n): 0.6 along
@@ -52,6 +54,19 @@ _SURFACE_INSET = 0.007
 _OPACITY = 0.99
 
 
+class Posed(NamedTuple):
+    """What :meth:`GaussianAvatar.pose` returns: ``frames, body = avatar.pose(...)``.
+
+    Attributes:
+        frames: ``F`` posed :class:`Gaussians`, one per frame.
+        body: the body model's output for those frames (vertices, joints, skin transforms...), so callers
+            posing once per frame can derive every condition from it.
+    """
+
+    frames: list[Gaussians]
+    body: object
+
+
 @dataclass
 class GaussianAvatar:
     """Gaussians bound to a body surface.
@@ -64,7 +79,8 @@ class GaussianAvatar:
         weights: ``(N,J)`` skin weights.
         quats: ``(N,4)`` wxyz rest-pose rotations.
         scales: ``(N,3)`` standard deviations, metres.
-        opacities: ``(N,)``; colors: ``(N,3)`` RGB in [0,1].
+        opacities: ``(N,)``; colors: ``(N,3)`` RGB in [0,1], or ``(N,K,3)`` SH coefficients (an imported
+            PLY with view-dependent colour; they turn with each Gaussian when posed).
         betas: ``(NB,)`` the avatar's body shape.
         appearance: the parsed appearance it was built from (``None`` for imported PLYs).
     """
@@ -156,8 +172,9 @@ class GaussianAvatar:
         return Gaussians(self.rest_means(), self.quats, self.scales, self.opacities, self.colors, ids)
 
     def pose(self, global_orient: torch.Tensor, body_pose: torch.Tensor, transl: torch.Tensor | None = None,
-             betas: torch.Tensor | None = None, instance_id: int | None = None, return_body: bool = False):
-        """Posed Gaussians for ``F`` frames.
+             betas: torch.Tensor | None = None, instance_id: int | None = None,
+             return_body: bool = True) -> Posed:
+        """Posed Gaussians for ``F`` frames, and the body output they were skinned with.
 
         Args:
             global_orient: ``(F,3)`` or ``(3,)`` axis-angle root rotation.
@@ -165,10 +182,9 @@ class GaussianAvatar:
             transl: ``(F,3)`` root translation in metres (zeros when omitted).
             betas: ``(NB,)`` shape; the avatar's own when omitted.
             instance_id: id written into every Gaussian (person index + 1 in multi-person scenes).
-            return_body: also return the body model's output for these frames (vertices, joints...), so
-                callers posing once per frame can derive every condition from it.
+            return_body: accepted for older callers; the body output is always returned.
         Returns:
-            a list of ``F`` :class:`Gaussians` (and the body output when ``return_body``).
+            :class:`Posed` ``(frames, body)``: a list of ``F`` :class:`Gaussians` and the body output.
         """
         go = torch.as_tensor(global_orient, dtype=torch.float32).reshape(-1, 3)
         bp = torch.as_tensor(body_pose, dtype=torch.float32).reshape(-1, 23, 3)
@@ -180,8 +196,7 @@ class GaussianAvatar:
         out = self.body(betas=b.expand(F, -1), global_orient=go, body_pose=bp, transl=tr)
         means_rest = self.rest_means(b)
         A = out.skin_transforms.to(means_rest.dtype)  # (F,J,4,4)
-        T = torch.einsum("nj,fjab->fnab", self.weights, A[:, :, :3, :])  # (F,N,3,4)
-        means = (T[..., :3] @ means_rest[None, :, :, None])[..., 0] + T[..., 3]
+        means = skin_vertices(means_rest.expand(F, -1, -1), self.weights, A)
         qj = matrix_to_quaternion(A[:, :, :3, :3])  # (F,J,4)
         dom = self.weights.argmax(-1)
         # sign-align joint quaternions with each Gaussian's dominant joint before blending
@@ -191,10 +206,13 @@ class GaussianAvatar:
         qb = qb / qb.norm(dim=-1, keepdim=True)
         quats = quaternion_multiply(qb, self.quats.expand_as(qb))
         ids = None if instance_id is None else torch.full((len(self),), int(instance_id), dtype=torch.long)
-        frames = [Gaussians(means[f], quats[f], self.scales, self.opacities, self.colors, ids) for f in range(F)]
-        return (frames, out) if return_body else frames
+        view_dependent = self.colors.dim() == 3 and self.colors.shape[1] > 1
+        frames = [Gaussians(means[f], quats[f], self.scales, self.opacities,
+                            rotate_sh(self.colors, quaternion_to_matrix(qb[f])) if view_dependent else self.colors,
+                            ids) for f in range(F)]
+        return Posed(frames, out)
 
-    def pose_motion(self, motion, instance_id: int | None = None, return_body: bool = False):
+    def pose_motion(self, motion, instance_id: int | None = None, return_body: bool = True) -> Posed:
         """Pose with an :class:`avatars.motion.Motion` (its betas are ignored: the avatar keeps its shape)."""
         return self.pose(motion.global_orient, motion.body_pose, motion.transl, instance_id=instance_id,
                          return_body=return_body)
@@ -202,12 +220,15 @@ class GaussianAvatar:
     # ------------------------------------------------------------------------------------------
     # files
     # ------------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, sh_degree: int | None = SH_DEGREE) -> Path:
         """Write ``path`` (.ply, standard 3DGS layout of the rest pose) and ``path.with_suffix('.npz')``
         holding the body binding (face ids, barycentrics, offsets, weights, betas) and the exact float32
-        scales, opacities and colours, which the PLY's log / logit / SH encoding rounds."""
+        scales, opacities and colours, which the PLY's log / logit / SH encoding rounds.
+
+        ``sh_degree`` is the PLY's SH degree (:func:`render.ply.save_ply`): 3 by default, the zero-padded
+        layout INRIA's 3DGS loader reads; ``None`` writes only the coefficients the avatar has."""
         path = Path(path)
-        save_ply(path, self.canonical())
+        save_ply(path, self.canonical(), sh_degree=sh_degree)
         write_npz(path.with_suffix(".npz"), face_ids=self.face_ids.numpy(), bary=self.bary.numpy(),
                   offsets=self.offsets.numpy(), weights=self.weights.numpy(), betas=self.betas.numpy(),
                   num_vertices=np.int64(_rest(self.body, self.betas)[0].shape[0]),
@@ -230,8 +251,7 @@ class GaussianAvatar:
             raise AmgError(f"{side}: bound to a body with {nv} vertices, not this body")
         if len(g) != len(b["face_ids"]):
             raise AmgError(f"{side}: binding has {len(b['face_ids'])} Gaussians, {path.name} has {len(g)}")
-        colors = g.colors if g.colors.dim() == 2 else (g.colors[:, 0] * 0.28209479177387814 + 0.5).clamp(0, 1)
-        scales, opac, colors = g.scales, g.opacities, colors.float()
+        scales, opac, colors = g.scales, g.opacities, _avatar_colors(g)
         # the PLY is the source (it may have been edited in a viewer); where it still holds the saved
         # values up to its encoding's rounding, the sidecar's exact ones make renders identical
         for name, cur in (("scales", scales), ("opacities", opac), ("colors", colors)):
@@ -254,9 +274,8 @@ class GaussianAvatar:
         faces = _faces(body)
         fid, bary, closest = closest_points(rest_v, faces, g.means.float())
         W = (_weights(body)[faces[fid]] * bary[..., None]).sum(1)
-        colors = g.colors if g.colors.dim() == 2 else (g.colors[:, 0] * 0.28209479177387814 + 0.5).clamp(0, 1)
         return cls(body, fid, bary, g.means.float() - closest, W, g.quats.float(), g.scales.float(),
-                   g.opacities.float(), colors.float(), betas)
+                   g.opacities.float(), _avatar_colors(g), betas)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,6 +295,15 @@ def _faces(body) -> torch.Tensor:
 
 def _weights(body) -> torch.Tensor:
     return torch.as_tensor(np.asarray(body.weights), dtype=torch.float32)
+
+
+def _avatar_colors(g: Gaussians) -> torch.Tensor:
+    """A loaded PLY's colours for an avatar: its SH coefficients ``(N,K,3)`` when any rest coefficient is
+    non-zero (view-dependent colour is kept), else the plain RGB ``(N,3)`` they amount to."""
+    c = g.colors.float()
+    if c.dim() == 3 and not bool((c[:, 1:] != 0).any()):
+        return sh_to_rgb(c[:, 0])
+    return c
 
 
 # Names these helpers had before they moved to avatars.surface / avatars.dress, kept for old imports.
