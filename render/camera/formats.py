@@ -7,6 +7,7 @@ trajectories; and the validators that turn a bad file into a one-line :class:`~r
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ __all__ = ["PathFormats"]
 class PathFormats:
     """Readers and writers of camera path files (mixed into :class:`~render.camera.CameraPath`)."""
 
-    def save(self, path: str | Path, format: str | None = None) -> Path:
-        """Write the path atomically as ``ours`` (.json/.yaml), ``nerfstudio`` or ``tum`` (.txt)."""
+    def save(self, path: str | Path, format: str | None = None, world_up: str = "y",
+             lossy: str = "error") -> Path:
+        """Write the path atomically as ``ours`` (.json/.yaml), ``nerfstudio`` (``camera_path.json``) or
+        ``tum`` (.txt); ``world_up`` and ``lossy`` apply to nerfstudio files (:meth:`to_nerfstudio`)."""
         from ..io import atomic_path
 
         path = Path(path)
@@ -32,7 +35,7 @@ class PathFormats:
             if fmt == "tum":
                 tmp.write_text(self.to_tum())
             elif fmt == "nerfstudio":
-                tmp.write_text(json.dumps(self.to_nerfstudio(), indent=2))
+                tmp.write_text(json.dumps(self.to_nerfstudio(world_up=world_up, lossy=lossy), indent=2))
             elif fmt == "ours":
                 data = self.to_dict()
                 if path.suffix in (".yaml", ".yml"):
@@ -47,9 +50,10 @@ class PathFormats:
 
     @classmethod
     def load(cls, path: str | Path, format: str | None = None, fov_deg: float = 50.0, width: int = 256,
-             height: int = 256, fps: float = 8.0) -> "CameraPath":
+             height: int = 256, fps: float = 8.0, world_up: str = "y") -> "CameraPath":
         """Read a camera path file: ours (.json/.yaml: per-frame cameras or keyframes), nerfstudio
-        ``camera_path.json`` or a TUM trajectory (.txt; intrinsics from ``fov_deg``/``width``/``height``).
+        ``camera_path.json`` (``world_up="z"`` for nerfstudio's Z-up worlds) or a TUM trajectory (.txt;
+        intrinsics from ``fov_deg``/``width``/``height``).
 
         Raises :class:`AmgError` naming the file and the field for unknown keys, zero frames,
         non-finite values or non-rotation matrices.
@@ -70,7 +74,7 @@ class PathFormats:
             else:
                 data = json.loads(text)
             if fmt == "nerfstudio" or (isinstance(data, dict) and "camera_path" in data):
-                return cls.from_nerfstudio(data)
+                return cls.from_nerfstudio(data, world_up=world_up)
             return cls.from_dict(data)
         except AmgError as e:
             raise AmgError(f"{path}: {e}") from None
@@ -114,29 +118,60 @@ class PathFormats:
         raise AmgError("expected a 'frames' or 'keyframes' field")
 
     # nerfstudio -----------------------------------------------------------------------------------
-    def to_nerfstudio(self) -> dict:
-        """nerfstudio's ``camera_path.json`` (OpenGL camera-to-world, vertical ``fov`` in degrees)."""
-        frames = []
-        for cam in self:
-            frames.append({"camera_to_world": cam.to_opengl().reshape(-1).tolist(), "fov": cam.fov_deg,
-                           "aspect": cam.width / cam.height})
-        return {"camera_type": "perspective", "render_height": self.height, "render_width": self.width,
-                "fps": self.fps, "seconds": len(self) / self.fps, "camera_path": frames}
+    def to_nerfstudio(self, world_up: str = "y", lossy: str = "error") -> dict:
+        """nerfstudio's ``camera_path.json`` in its viewer's layout (``ns-render camera-path`` reads it).
+
+        Each frame is an OpenGL camera-to-world matrix (row-major, 16 numbers) and a vertical ``fov`` in
+        degrees; nerfstudio builds ``fx = fy = (H/2) / tan(fov/2)`` and a centred principal point, so a
+        camera with an off-centre principal point (a crop), ``fx != fy`` or skew cannot be held.
+
+        Args:
+            world_up: ``"y"`` writes our Y-up world as is; ``"z"`` turns it into a Z-up world (nerfstudio's
+                default orientation): our +Y becomes +Z and our +Z (where a body in rest pose faces) -Y.
+            lossy: what to do with a camera the format cannot hold: ``"error"`` raises :class:`AmgError`,
+                ``"warn"`` warns once and writes the centred camera with the same vertical field of view.
+        """
+        if lossy not in ("error", "warn"):
+            raise AmgError(f"lossy {lossy!r}: expected 'error' or 'warn'")
+        bad = _unrepresentable(self)
+        if bad:
+            msg = (f"nerfstudio's camera_path.json holds only centred, square-pixel pinhole cameras: {bad}; "
+                   "save as our .json/.yaml to keep it")
+            if lossy == "error":
+                raise AmgError(msg + " (or pass lossy='warn' to write the centred camera)")
+            warnings.warn(msg + "; writing the centred camera with the same vertical fov", stacklevel=2)
+        M = _world_to_up(world_up)
+        frames = [{"camera_to_world": (M @ cam.to_opengl()).reshape(-1).tolist(), "fov": cam.fov_deg,
+                   "aspect": cam.width / cam.height} for cam in self]
+        return {"default_fov": frames[0]["fov"], "default_transition_sec": 1.0 / self.fps, "keyframes": [],
+                "camera_type": "perspective", "render_height": self.height, "render_width": self.width,
+                "fps": self.fps, "seconds": len(self) / self.fps, "is_cycle": False, "smoothness_value": 0.0,
+                "camera_path": frames}
 
     @classmethod
-    def from_nerfstudio(cls, data: dict) -> "CameraPath":
+    def from_nerfstudio(cls, data: dict, world_up: str = "y") -> "CameraPath":
+        """From nerfstudio's ``camera_path.json`` (see :meth:`to_nerfstudio`; ``world_up="z"`` reads a
+        Z-up nerfstudio world into our Y-up one). Only ``camera_type: perspective`` is a pinhole camera;
+        fisheye, equirectangular and the other panoramic types raise :class:`AmgError`."""
+        if not isinstance(data, dict):
+            raise AmgError("expected a mapping at the top level")
+        kind = str(data.get("camera_type", data.get("camera_model", "perspective"))).lower()
+        if kind not in ("perspective", "pinhole"):
+            raise AmgError(f"field 'camera_type': {kind!r} is not a pinhole camera; expected 'perspective' "
+                           "(fisheye and panoramic paths cannot be rendered here)")
         frames = data.get("camera_path")
         if not frames:
             raise AmgError("field 'camera_path': expected at least one camera, got zero")
         height = int(data.get("render_height", 256))
         width = int(data.get("render_width", round(height * float(frames[0].get("aspect", 1.0)))))
         fps = float(data.get("fps", 8.0))
+        M = _world_to_up(world_up)
         cams = []
         for i, f in enumerate(frames):
             c2w = _finite(f.get("camera_to_world"), f"camera_path[{i}].camera_to_world", 16).reshape(4, 4)
             _check_rotation(c2w[:3, :3], f"camera_path[{i}].camera_to_world")
             fov = float(_finite(f.get("fov", 50.0), f"camera_path[{i}].fov", 1)[0])
-            cams.append(Camera.from_opengl(c2w, fov_deg=fov, width=width, height=height))
+            cams.append(Camera.from_opengl(M.T @ c2w, fov_deg=fov, width=width, height=height))
         return cls.from_cameras(cams, fps)
 
     # TUM ------------------------------------------------------------------------------------------
@@ -234,3 +269,33 @@ def _camera_from_entry(e: dict, field: str, width: int, height: int) -> Camera:
     fov = float(_finite(e.get("fov_deg", 50.0), f"{field}.fov_deg", 1)[0])
     up = _finite(e.get("up", [0.0, 1.0, 0.0]), f"{field}.up", 3)
     return Camera.look_at(eye, target, up=up, fov_deg=fov, width=width, height=height)
+
+
+def _world_to_up(world_up: str) -> torch.Tensor:
+    """4x4 rotation from our Y-up world to a ``world_up`` one: identity for ``"y"``; for ``"z"`` the
+    +90 degree turn about x taking +Y to +Z and +Z to -Y (Y-up to Z-up, as Blender imports glTF)."""
+    up = str(world_up).lower().lstrip("+")
+    M = torch.eye(4, dtype=_DTYPE)
+    if up == "z":
+        M[1:3, 1:3] = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=_DTYPE)
+    elif up != "y":
+        raise AmgError(f"world_up {world_up!r}: expected 'y' (ours) or 'z' (nerfstudio's default)")
+    return M
+
+
+def _unrepresentable(path) -> str:
+    """What in ``path`` a centred, square-pixel pinhole (nerfstudio's camera) cannot hold, '' if nothing."""
+    K = path.K
+    cx, cy = path.width / 2, path.height / 2
+    fx, fy, skew, px, py = K[:, 0, 0], K[:, 1, 1], K[:, 0, 1], K[:, 0, 2], K[:, 1, 2]
+    checks = [
+        (((px - cx).abs() > 1e-6) | ((py - cy).abs() > 1e-6),
+         lambda i: f"principal point ({float(px[i]):.6g}, {float(py[i]):.6g}), not the centre ({cx:g}, {cy:g})"),
+        ((fx - fy).abs() > 1e-9 * fy.abs(), lambda i: f"fx {float(fx[i]):.6g} != fy {float(fy[i]):.6g}"),
+        (skew.abs() > 1e-9 * fy.abs(), lambda i: f"skew {float(skew[i]):.6g}"),
+    ]
+    for mask, describe in checks:
+        if mask.any():
+            i = int(torch.nonzero(mask)[0, 0])
+            return f"frame {i} (and {int(mask.sum()) - 1} more) has a {describe(i)}"
+    return ""
