@@ -14,7 +14,14 @@ import torch
 
 from ..errors import AmgError
 
-__all__ = ["Camera", "intrinsics_from_fov", "look_at_rotation", "OPENCV_TO_OPENGL"]
+__all__ = ["Camera", "intrinsics_from_fov", "look_at_rotation", "default_camera", "OPENCV_TO_OPENGL",
+           "DEFAULT_EYE", "DEFAULT_TARGET", "DEFAULT_FOV_DEG"]
+
+#: The studio camera the path generators and the ``camera`` configs start from: 4 m in front of a body in
+#: rest pose (which faces +Z), 1 m up, looking at its middle, 50 degrees vertical field of view.
+DEFAULT_EYE = (0.0, 1.0, 4.0)
+DEFAULT_TARGET = (0.0, 0.9, 0.0)
+DEFAULT_FOV_DEG = 50.0
 
 #: Flips y and z: converts between OpenCV (y down, z forward) and OpenGL (y up, z backward) camera axes.
 OPENCV_TO_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
@@ -26,6 +33,21 @@ def _t(x, dtype=_DTYPE) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().to(dtype)
     return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype)
+
+
+def _as_tensor(x, what: str, size: int | None = None) -> torch.Tensor:
+    """``x`` (a tensor, numpy array or nested list) as a floating tensor, its last axis of ``size``
+    entries when given; float tensors keep their dtype (and autograd), anything else becomes float64."""
+    if isinstance(x, torch.Tensor):
+        t = x if x.is_floating_point() else x.to(_DTYPE)
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise AmgError(f"{what}: expected an array of numbers, got {type(x).__name__}") from None
+    if size is not None and (t.dim() == 0 or t.shape[-1] != size):
+        raise AmgError(f"{what}: expected an array of shape (..., {size}), got shape {tuple(t.shape)}")
+    return t
 
 
 def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> torch.Tensor:
@@ -127,7 +149,9 @@ class Camera:
 
     # ---- geometry -----------------------------------------------------------------------------
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
-        """Points ``(..., 3)`` in world metres -> camera coordinates ``(..., 3)``."""
+        """Points ``(..., 3)`` in world metres (a tensor, numpy array or list) -> camera coordinates
+        ``(..., 3)``, a tensor of the points' float dtype (float64 for arrays and lists)."""
+        points = _as_tensor(points, "world_to_camera: points", 3)
         R, t = self.R.to(points.dtype), self.t.to(points.dtype)
         return points @ R.T + t
 
@@ -135,8 +159,9 @@ class Camera:
         """Project world points ``(N,3)`` -> pixels ``(N,2)`` (x right, y down) and depth ``(N,)``.
 
         Depth is the camera-space z in metres; points behind the camera get depth <= 0 and meaningless
-        pixels, which the caller masks.
+        pixels, which the caller masks. ``points`` may be a tensor, numpy array or list; results are tensors.
         """
+        points = _as_tensor(points, "project: points", 3)
         pc = self.world_to_camera(points)
         z = pc[..., 2]
         K = self.K.to(points.dtype)
@@ -145,7 +170,15 @@ class Camera:
         return uv, z
 
     def unproject(self, uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        """Pixels ``(N,2)`` with camera-space depth ``(N,)`` -> world points ``(N,3)``."""
+        """Pixels ``(N,2)`` with camera-space depth ``(N,)`` in metres -> world points ``(N,3)``.
+
+        Either may be a tensor, numpy array or list; the result is a tensor of ``uv``'s float dtype.
+        """
+        uv = _as_tensor(uv, "unproject: uv", 2)
+        depth = _as_tensor(depth, "unproject: depth")
+        if depth.shape != uv.shape[:-1]:
+            raise AmgError(f"unproject: expected depth of shape {tuple(uv.shape[:-1])}, got {tuple(depth.shape)}")
+        depth = depth.to(uv.dtype)
         K = self.K.to(uv.dtype)
         xy = (uv - K[:2, 2]) @ torch.linalg.inv(K[:2, :2]).T
         pc = torch.cat([xy * depth[..., None], depth[..., None]], dim=-1)
@@ -179,3 +212,11 @@ class Camera:
     def to_dict(self) -> dict:
         return {"K": self.K.tolist(), "R": self.R.tolist(), "t": self.t.tolist(),
                 "width": self.width, "height": self.height}
+
+
+def default_camera(eye: Sequence[float] = DEFAULT_EYE, target: Sequence[float] = DEFAULT_TARGET,
+                   fov_deg: float = DEFAULT_FOV_DEG, width: int = 256, height: int = 256) -> Camera:
+    """The studio camera (:data:`DEFAULT_EYE` looking at :data:`DEFAULT_TARGET`), or one of its variants;
+    ``width x height`` pixels, ``fov_deg`` vertical."""
+    return Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)
+

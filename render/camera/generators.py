@@ -14,7 +14,7 @@ import torch
 
 from ..errors import AmgError
 from ..rotations import matrix_to_quaternion, quaternion_to_matrix, slerp, standardize_quaternion
-from .core import Camera, _t
+from .core import DEFAULT_EYE, DEFAULT_FOV_DEG, DEFAULT_TARGET, Camera, _t, default_camera
 
 __all__ = ["PathGenerators", "static_camera"]
 
@@ -66,10 +66,10 @@ class PathGenerators:
              easing: str = "linear", fps: float = 8.0, **look_at) -> "CameraPath":
         """Change the focal length from ``f`` to ``factor * f`` (factor > 1 zooms in, < 1 out).
 
-        ``camera`` defaults to ``Camera.look_at(**look_at)`` with ``eye=(0, 1, 3.5)``, target ``(0, 0.9, 0)``.
+        ``camera`` defaults to :func:`~render.camera.default_camera` ``(**look_at)``.
         """
         _check_frames(num_frames)
-        cam = camera or _default_camera(**look_at)
+        cam = camera or default_camera(**look_at)
         s = 1 + (factor - 1) * _ease(np.linspace(0, 1, num_frames), easing)
         K = cam.K.repeat(num_frames, 1, 1)
         K[:, 0, 0] *= torch.as_tensor(s)
@@ -78,11 +78,11 @@ class PathGenerators:
 
     @classmethod
     def dolly(cls, num_frames: int = 16, distance: float = 1.5, camera: Camera | None = None,
-              target: Sequence[float] = (0.0, 0.9, 0.0), easing: str = "linear", fps: float = 8.0,
+              target: Sequence[float] = DEFAULT_TARGET, easing: str = "linear", fps: float = 8.0,
               **look_at) -> "CameraPath":
         """Move the camera ``distance`` metres toward ``target`` along its line of sight (negative: away)."""
         _check_frames(num_frames)
-        cam = camera or _default_camera(target=target, **look_at)
+        cam = camera or default_camera(target=target, **look_at)
         c0 = cam.center
         d = _t(target) - c0
         d = d / d.norm()
@@ -98,7 +98,7 @@ class PathGenerators:
             **look_at) -> "CameraPath":
         """Turn the camera in place by ``degrees`` about the world ``up`` axis (positive: to the left)."""
         _check_frames(num_frames)
-        cam = camera or _default_camera(**look_at)
+        cam = camera or default_camera(**look_at)
         from ..rotations import axis_angle_to_matrix
 
         ang = torch.as_tensor(np.radians(degrees) * _ease(np.linspace(0, 1, num_frames), easing))
@@ -180,8 +180,7 @@ class PathGenerators:
 
 
 
-def _default_camera(eye=(0.0, 1.0, 3.5), target=(0.0, 0.9, 0.0), fov_deg=50.0, width=256, height=256) -> Camera:
-    return Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)
+_default_camera = default_camera  # its former private name
 
 
 def _check_frames(n: int) -> None:
@@ -189,8 +188,8 @@ def _check_frames(n: int) -> None:
         raise AmgError(f"num_frames: expected >= 1, got {n}")
 
 
-def static_camera(num_frames: int, eye: Sequence[float], target: Sequence[float], fov_deg: float, width: int,
-                  height: int, fps: float):
+def static_camera(num_frames: int = 16, eye: Sequence[float] = DEFAULT_EYE, target: Sequence[float] = DEFAULT_TARGET,
+                  fov_deg: float = DEFAULT_FOV_DEG, width: int = 256, height: int = 256, fps: float = 8.0):
     """A camera at ``eye`` (metres) looking at ``target`` that does not move: a
     :class:`~render.camera.CameraPath` of ``num_frames`` copies (the ``camera=static`` config).
 

@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import AmgError
-from .core import _DTYPE, Camera, _t
+from .core import _DTYPE, Camera, _as_tensor, _t
 from .formats import PathFormats
 from .generators import PathGenerators
 
@@ -74,7 +74,11 @@ class CameraPath(PathGenerators, PathFormats):
                    torch.stack([c.t for c in cameras]), w, h, fps)
 
     def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Project per-frame world points ``(F,N,3)`` -> pixels ``(F,N,2)`` and depth ``(F,N)``."""
+        """Project per-frame world points ``(F,N,3)`` (or ``(N,3)`` seen by every frame; a tensor, numpy
+        array or list) -> pixels ``(F,N,2)`` and depth ``(F,N)`` in metres, tensors."""
+        points = _as_tensor(points, "project: points", 3)
+        if points.dim() > 3 or (points.dim() == 3 and points.shape[0] not in (1, len(self))):
+            raise AmgError(f"project: expected points of shape ({len(self)}, N, 3), got {tuple(points.shape)}")
         R, t, K = self.R.to(points.dtype), self.t.to(points.dtype), self.K.to(points.dtype)
         pc = points @ R.transpose(-1, -2) + t[:, None]
         z = pc[..., 2]
