@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from avatars.gaussians import GaussianAvatar
 from avatars.motion import Motion
 from avatars.scene import Person
-from render.camera import Camera, CameraPath
+from render.camera import CameraPath, static_camera  # noqa: F401  (static_camera: re-exported, its old home)
 from render.errors import AmgError
 
 log = logging.getLogger("amg")
@@ -192,13 +192,6 @@ def prepare_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> list[str]:
             f.unlink()
             removed.append(name)
     return removed
-
-
-def static_camera(num_frames: int, eye: Sequence[float], target: Sequence[float], fov_deg: float, width: int,
-                  height: int, fps: float) -> CameraPath:
-    """A camera that does not move (the ``camera=static`` config)."""
-    cam = Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)
-    return CameraPath.static(cam, num_frames, fps)
 
 
 def _instantiate(cfg: DictConfig, **kwargs):

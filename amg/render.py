@@ -6,7 +6,8 @@
     python -m amg.render --multirun camera=orbit,zoom,dolly
 
 Writes into Hydra's run directory: avatar.mp4, depth.npz, masks.npz, cameras.json, contact_sheet.png, the
-conditions selected by ``conditions=[...]`` and meta.json.
+conditions selected by ``conditions=[...]`` and meta.json; with ``save_ply=true`` also each avatar's PLY
+(avatar1.ply ..., standard 3DGS layout, with its body binding in avatar1.npz).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
     check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
+    if cfg.get("save_ply"):  # each avatar's rest pose as a 3DGS PLY (SH degree 3) plus its body binding
+        for i, av in enumerate(avatars):
+            ply = av.save(Path(out_dir) / f"avatar{i + 1}.ply")
+            written[ply.name], written[ply.with_suffix(".npz").name] = ply, ply.with_suffix(".npz")
     write_meta(out_dir, "render", inputs={"motion": config_dict(cfg.motion), "appearances": [
         p.avatar.appearance.text if p.avatar.appearance else None for p in people]}, config=config_dict(cfg),
         seed=int(cfg.seed), outputs=sorted(written), seconds=round(time.perf_counter() - t0, 2),

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import ImageColor
 
-__all__ = ["Garment", "Appearance", "parse_appearance", "color_from_words", "SKIN_TONES", "HAIR_COLORS"]
+__all__ = ["Garment", "Appearance", "parse_appearance", "color_from_words", "colour_name", "color_name",
+           "SKIN_TONES", "HAIR_COLORS"]
 
 RGB = tuple[float, float, float]
 
@@ -142,8 +143,8 @@ class Appearance:
         for slot in ("dress", "top", "outer", "bottom", "shoes"):
             g = self.garments.get(slot)
             if g is not None:
-                parts.append(f"a {color_name(g.color)} {g.name}")
-        hair = "no hair" if self.hair_length == "bald" else f"{self.hair_length} {color_name(self.hair_color)} hair"
+                parts.append(f"a {colour_name(g.color)} {g.name}")
+        hair = "no hair" if self.hair_length == "bald" else f"{self.hair_length} {colour_name(self.hair_color)} hair"
         return f"{who} wearing " + (", ".join(parts) if parts else "plain clothes") + f", {hair}"
 
 
@@ -195,14 +196,21 @@ def color_from_words(words: list[str]) -> RGB | None:
     return tuple(float(np.clip(v, 0, 1)) for v in base)
 
 
-def color_name(rgb: RGB) -> str:
-    """The nearest basic colour name of an sRGB triple in [0,1] (for captions and labels)."""
+def colour_name(rgb: RGB) -> str:
+    """The nearest basic colour name of an sRGB triple in [0,1] (for captions and labels).
+
+    Spelled as :func:`reconstruction.caption.colour_name` (which names the dominant colour of image
+    pixels); ``color_name`` is the same function under its former name.
+    """
     basic = {"black": (0, 0, 0), "white": (1, 1, 1), "gray": (0.5, 0.5, 0.5), "red": (0.85, 0.1, 0.1),
              "orange": (1, 0.55, 0), "yellow": (1, 0.9, 0.1), "green": (0.1, 0.6, 0.2), "blue": (0.15, 0.3, 0.8),
              "navy": (0.1, 0.12, 0.35), "purple": (0.5, 0.2, 0.6), "pink": (1, 0.6, 0.75), "brown": (0.45, 0.3, 0.2),
              "beige": (0.9, 0.85, 0.7), "light blue": (0.6, 0.8, 0.95), "dark gray": (0.22, 0.22, 0.25)}
     a = np.asarray(rgb)
     return min(basic, key=lambda k: float(((np.asarray(basic[k]) - a) ** 2).sum()))
+
+
+color_name = colour_name
 
 
 _TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*")
@@ -214,6 +222,149 @@ def _tokens(text: str) -> list[str]:
 
 def _is_color_word(w: str) -> bool:
     return w in ImageColor.colormap or w in _EXTRA_COLORS or w in _MODIFIERS
+
+
+# Pass 1 of the parser: rules that label the token at position i, tried in order; each returns
+# (kind, value, tokens consumed) or None. A token no rule takes is filler or an unknown word.
+_KNEE_WORDS = {"knee", "knees", "ankle", "ankles", "floor"}
+_HAIR_LENGTH_WORDS = {"long": "long", "short": "short", "shoulder-length": "shoulder", "cropped": "short",
+                      "buzzed": "short"}
+_LONG_HAIR_STYLES = {"ponytail", "braid", "braids", "bun"}
+_HAIR_COLOR_WORDS = {"blonde": "blonde", "blond": "blond", "brunette": "brunette", "redhead": "ginger"}
+_SKIN_PHRASES = {  # (word, next word or None) -> skin tone index
+    ("dark-skinned", None): 4, ("dark", "skin"): 4, ("dark", "skinned"): 4, ("brown", "skin"): 4,
+    ("brown", "skinned"): 4, ("black", "skin"): 4, ("black", "skinned"): 4, ("pale", "skin"): 0,
+    ("pale", "skinned"): 0, ("pale", "complexion"): 0, ("fair", "skin"): 0, ("fair", "skinned"): 0,
+    ("fair", "complexion"): 0, ("light", "skin"): 0, ("light", "skinned"): 0, ("light", "complexion"): 0,
+    ("tanned", None): 2, ("olive", None): 2,
+}
+
+
+def _phrase_rule(kind: str, table: dict):
+    """A rule matching a two-word then a one-word key of ``table`` (value ``table[key]``, or the key)."""
+    def rule(w, nxt, near):
+        for key, n in ((f"{w} {nxt}", 2), (w, 1)):
+            if key in table:
+                return kind, (key if kind == "garment" else table[key]), n
+        return None
+    return rule
+
+
+def _hem_phrase(w, nxt, near):
+    if w in ("above", "below", "to") and _KNEE_WORDS & set(near):
+        knee = "knee" in near or "knees" in near
+        return "hem", {("above", True): "above_knee", ("below", True): "midi", ("to", True): "knee",
+                       ("above", False): "midi"}.get((w, knee), "long"), 1
+    return None
+
+
+def _hair_rule(w, nxt, near):
+    if w in _HAIR_LENGTH_WORDS and "hair" in near[:3]:
+        return "hair_length", _HAIR_LENGTH_WORDS[w], 1
+    if w in _LONG_HAIR_STYLES:
+        return "hair_length", "long", 1
+    if w == "bald":
+        return "hair_length", "bald", 1
+    if w in _HAIR_COLOR_WORDS:
+        return "hair_color", _hex(_EXTRA_COLORS[_HAIR_COLOR_WORDS[w]]), 1
+    if w == "hair":
+        return "hair", None, 1
+    return None
+
+
+def _skin_rule(w, nxt, near):
+    for key, n in (((w, nxt), 2), ((w, None), 1)):
+        if key in _SKIN_PHRASES:
+            return "skin", SKIN_TONES[_SKIN_PHRASES[key]], n
+    return None
+
+
+_RULES = (_phrase_rule("garment", _GARMENTS), _phrase_rule("sleeves", _SLEEVES), _phrase_rule("hem", _HEMS),
+          _hem_phrase, _hair_rule, _skin_rule,
+          lambda w, nxt, near: ("color", w, 1) if _is_color_word(w) else None)
+
+
+def _label(toks: list[str]) -> list[tuple[str, object]]:
+    """Pass 1: ``(kind, value)`` items for the tokens, by the first rule of :data:`_RULES` that applies."""
+    items, i = [], 0
+    while i < len(toks):
+        w, nxt = toks[i], toks[i + 1] if i + 1 < len(toks) else ""
+        hit = next((h for h in (rule(w, nxt, toks[i + 1:i + 4]) for rule in _RULES) if h is not None), None)
+        if hit is not None:
+            items.append(hit[:2])
+            i += hit[2]
+            continue
+        if w not in _FILLER and w not in _FEMALE and w not in _MALE:
+            items.append(("unknown", w))
+        i += 1
+    return items
+
+
+class _Dresser:
+    """Pass 2: builds the garments of ``app`` from the labelled items, one handler per kind. Colours
+    attach forward to the next garment (or hair); sleeves and hems go to the nearest fitting garment."""
+
+    def __init__(self, app: Appearance, rng: np.random.Generator):
+        self.app, self.rng = app, rng
+        self.made: dict[int, Garment] = {}  # item index -> the garment it made or belongs to
+        self.pending: list[str] = []
+
+    def color(self, idx, val):
+        self.pending.append(val)
+
+    def garment(self, idx, val):
+        app = self.app
+        slot, name, sleeves, length = _GARMENTS[val]
+        if slot == "bottom" and name == "skirt" and "dress" in app.garments:
+            self.made[idx] = app.garments["dress"]  # "a dress with a flared skirt": the dress's own skirt
+            self.pending = []
+            return
+        color = color_from_words(self.pending)
+        if color is None:
+            default = _GARMENT_DEFAULT_COLORS.get(name)
+            color = _hex(default) if default else _random_color(self.rng)
+        g = Garment(slot, name, color, sleeves, length)
+        self.made[idx] = g
+        app.garments[slot] = g
+        if name == "suit" and "bottom" not in app.garments:
+            app.garments["bottom"] = Garment("bottom", "trousers", color, "", "ankle")
+        self.pending = []
+
+    def hair(self, idx, val):
+        col = color_from_words(self.pending)
+        if col is not None:
+            self.app.hair_color = col
+        self.pending = []
+
+    def hair_color(self, idx, val):
+        self.app.hair_color = val
+
+    def hair_length(self, idx, val):
+        self.app.hair_length = val
+
+    def skin(self, idx, val):
+        self.app.skin = val
+
+    def unknown(self, idx, val):
+        self.pending = []
+
+    def sleeves(self, idx, val):  # placed after every garment exists (see fit)
+        pass
+
+    hem = sleeves
+
+    def fit(self, items: list[tuple[str, object]]) -> None:
+        """Sleeves to the nearest top, dress or outer garment, hems to the nearest dress or bottom (the
+        previous one, else the next)."""
+        for idx, (kind, val) in enumerate(items):
+            if kind not in ("sleeves", "hem"):
+                continue
+            slots = ("top", "dress", "outer") if kind == "sleeves" else ("dress", "bottom")
+            fits = [j for j, g in self.made.items() if g.slot in slots]
+            before, after = [j for j in fits if j < idx], [j for j in fits if j > idx]
+            pick = before[-1] if before else after[0] if after else None
+            if pick is not None:
+                setattr(self.made[pick], "sleeves" if kind == "sleeves" else "length", val)
 
 
 def parse_appearance(text: str, seed: int = 0, warn: bool = True) -> Appearance:
@@ -240,94 +391,11 @@ def parse_appearance(text: str, seed: int = 0, warn: bool = True) -> Appearance:
     app.hair_color = HAIR_COLORS[int(rng.integers(0, len(HAIR_COLORS)))]
     app.hair_length = {"female": "long", "male": "short"}.get(app.gender, "short")
 
-    # pass 1: label each token span
-    items: list[tuple[str, object]] = []
-    i = 0
-    while i < len(toks):
-        w, nxt = toks[i], toks[i + 1] if i + 1 < len(toks) else ""
-        bigram, near = f"{w} {nxt}", toks[i + 1:i + 4]
-        if bigram in _GARMENTS:
-            items.append(("garment", bigram)); i += 2; continue
-        if w in _GARMENTS:
-            items.append(("garment", w)); i += 1; continue
-        if bigram in _SLEEVES:
-            items.append(("sleeves", _SLEEVES[bigram])); i += 2; continue
-        if w in _SLEEVES:
-            items.append(("sleeves", _SLEEVES[w])); i += 1; continue
-        if w in _HEMS:
-            items.append(("hem", _HEMS[w])); i += 1; continue
-        if w in ("above", "below", "to") and ({"knee", "knees", "ankle", "ankles", "floor"} & set(near)):
-            knee = "knee" in near or "knees" in near
-            hem = {("above", True): "above_knee", ("below", True): "midi", ("to", True): "knee",
-                   ("above", False): "midi"}.get((w, knee), "long")
-            items.append(("hem", hem)); i += 1; continue
-        if w in ("long", "short", "shoulder-length", "cropped", "buzzed") and "hair" in near[:3]:
-            items.append(("hair_length", {"cropped": "short", "buzzed": "short",
-                                          "shoulder-length": "shoulder"}.get(w, w))); i += 1; continue
-        if w in ("ponytail", "braid", "braids", "bun"):
-            items.append(("hair_length", "long")); i += 1; continue
-        if w == "bald":
-            items.append(("hair_length", "bald")); i += 1; continue
-        if w in ("blonde", "blond", "brunette", "redhead"):
-            items.append(("hair_color", _hex(_EXTRA_COLORS["ginger" if w == "redhead" else w]))); i += 1; continue
-        if w == "hair":
-            items.append(("hair", None)); i += 1; continue
-        if w == "dark-skinned" or (w in ("dark", "brown", "black") and nxt in ("skin", "skinned")):
-            items.append(("skin", SKIN_TONES[4])); i += 1 if w == "dark-skinned" else 2; continue
-        if w in ("pale", "fair", "light") and nxt in ("skin", "skinned", "complexion"):
-            items.append(("skin", SKIN_TONES[0])); i += 2; continue
-        if w in ("tanned", "olive"):
-            items.append(("skin", SKIN_TONES[2])); i += 1; continue
-        if _is_color_word(w):
-            items.append(("color", w)); i += 1; continue
-        if w not in _FILLER and w not in _FEMALE and w not in _MALE:
-            items.append(("unknown", w))
-        i += 1
-
-    # pass 2: build garments; colours attach forward, sleeves and hems to the nearest fitting garment
-    made: dict[int, Garment] = {}  # item index -> the garment it made or belongs to
-    pending: list[str] = []
+    items = _label(toks)
+    dresser = _Dresser(app, rng)
     for idx, (kind, val) in enumerate(items):
-        if kind == "color":
-            pending.append(val)
-        elif kind == "garment":
-            slot, name, sleeves, length = _GARMENTS[val]
-            if slot == "bottom" and name == "skirt" and "dress" in app.garments:
-                made[idx] = app.garments["dress"]  # "a dress with a flared skirt": the dress's own skirt
-                pending = []
-                continue
-            color = color_from_words(pending)
-            if color is None:
-                default = _GARMENT_DEFAULT_COLORS.get(name)
-                color = _hex(default) if default else _random_color(rng)
-            g = Garment(slot, name, color, sleeves, length)
-            made[idx] = g
-            app.garments[slot] = g
-            if name == "suit" and "bottom" not in app.garments:
-                app.garments["bottom"] = Garment("bottom", "trousers", color, "", "ankle")
-            pending = []
-        elif kind == "hair":
-            col = color_from_words(pending)
-            if col is not None:
-                app.hair_color = col
-            pending = []
-        elif kind == "hair_color":
-            app.hair_color = val
-        elif kind == "hair_length":
-            app.hair_length = val
-        elif kind == "skin":
-            app.skin = val
-        elif kind == "unknown":
-            pending = []
-    for idx, (kind, val) in enumerate(items):
-        if kind not in ("sleeves", "hem"):
-            continue
-        slots = ("top", "dress", "outer") if kind == "sleeves" else ("dress", "bottom")
-        fits = [j for j, g in made.items() if g.slot in slots]
-        before, after = [j for j in fits if j < idx], [j for j in fits if j > idx]
-        pick = before[-1] if before else after[0] if after else None
-        if pick is not None:
-            setattr(made[pick], "sleeves" if kind == "sleeves" else "length", val)
+        getattr(dresser, kind)(idx, val)
+    dresser.fit(items)
 
     _fill_defaults(app, rng)
     app.unknown_words = [v for k, v in items if k == "unknown"]

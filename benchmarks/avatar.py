@@ -114,7 +114,7 @@ def main():
     print("\n2. pose 16 frames (30k Gaussians)")
     av = GaussianAvatar.from_body(body, WOMAN, num_gaussians=30000, seed=0)
     go, bp = random_poses(16, seed=1)
-    t, frames = timed(lambda: av.pose(go, bp), args.repeats)
+    t, (frames, _) = timed(lambda: av.pose(go, bp), args.repeats)
     print(f"   {t / 16 * 1000:.1f} ms per frame")
 
     print("\n3. render one frame at 256x256 (30k Gaussians)")

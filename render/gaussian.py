@@ -224,6 +224,61 @@ def eval_sh(coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     return (out + 0.5).clamp_min(0.0)
 
 
+def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
+    """DC coefficients ``(N,3)`` whose colour is ``rgb (N,3)`` from every direction (3DGS's ``RGB2SH``)."""
+    return (rgb - 0.5) / _SH_C0
+
+
+def sh_to_rgb(dc: torch.Tensor) -> torch.Tensor:
+    """The view-independent colour ``(N,3)`` of DC coefficients ``dc (N,3)``, clamped to ``[0,1]``."""
+    return (dc * _SH_C0 + 0.5).clamp(0.0, 1.0)
+
+
+def rotate_sh(coeffs: torch.Tensor, rotations: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """SH coefficients ``(N,K,3)`` of Gaussians turned by ``rotations (N,3,3)``: the result seen from a
+    direction ``d`` has the colour the input has from ``R^T d``, so view-dependent colour turns with a
+    Gaussian (a posed avatar's limbs).
+
+    Each degree's band rotates within itself; the rotation is solved exactly by least squares on 64
+    directions, with the basis read off :func:`eval_sh` (the one place the SH polynomials are written).
+    """
+    K = coeffs.shape[1]
+    if K == 1:
+        return coeffs
+    dt = torch.float64
+    D = _fibonacci_dirs(64, coeffs.device)
+    P = torch.linalg.pinv(_sh_basis(D, K))  # (K,64)
+    R = rotations.to(dt)
+    out = []
+    for s in range(0, coeffs.shape[0], chunk):
+        Rs = R[s:s + chunk]
+        Br = _sh_basis((D @ Rs).reshape(-1, 3), K).reshape(len(Rs), len(D), K)  # rows: basis at R^T d
+        out.append(P @ (Br @ coeffs[s:s + chunk].to(dt)))
+    out = torch.cat(out).to(coeffs.dtype)
+    out[:, 0] = coeffs[:, 0]  # the DC band is rotation-invariant: keep it bit for bit
+    return out
+
+
+def _sh_basis(dirs: torch.Tensor, K: int) -> torch.Tensor:
+    """``(M,K)`` real SH basis at unit ``dirs (M,3)`` (float64), from :func:`eval_sh` with identity
+    coefficients; a DC offset of 10 keeps every value above the ``max(., 0)`` clamp."""
+    eye = torch.eye(K, dtype=torch.float64, device=dirs.device).expand(len(dirs), K, K).clone()
+    eye[:, 0, :] += 10.0 / _SH_C0
+    return eval_sh(eye, dirs.to(torch.float64)) - 10.5
+
+
+def _fibonacci_dirs(n: int, device=None) -> torch.Tensor:
+    """``(n,3)`` unit directions spread evenly over the sphere (a Fibonacci lattice), float64."""
+    i = torch.arange(n, dtype=torch.float64, device=device) + 0.5
+    z = 1 - 2 * i / n
+    phi = i * math.pi * (3 - math.sqrt(5))
+    r = (1 - z * z).sqrt()
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+
+
+__all__ += ["rgb_to_sh", "sh_to_rgb", "rotate_sh"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Public entry point
 # ------------------------------------------------------------------------------------------------

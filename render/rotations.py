@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import AmgError
+
 __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
@@ -213,7 +215,7 @@ def _axis_rotation(axis: str, angle: torch.Tensor) -> torch.Tensor:
     elif axis == "Z":
         r = [c, -s, o, s, c, o, o, o, i]
     else:
-        raise ValueError(f"euler axis {axis!r}: expected one of X, Y, Z")
+        raise AmgError(f"euler axis {axis!r}: expected one of X, Y, Z")
     return torch.stack(r, dim=-1).reshape(*angle.shape, 3, 3)
 
 
@@ -224,7 +226,7 @@ def euler_to_matrix(angles: torch.Tensor, order: str = "XYZ") -> torch.Tensor:
     """
     order = order.upper()
     if len(order) != 3 or set(order) - set("XYZ"):
-        raise ValueError(f"euler order {order!r}: expected three letters of X, Y, Z")
+        raise AmgError(f"euler order {order!r}: expected three letters of X, Y, Z")
     m = _axis_rotation(order[0], angles[..., 0])
     for i in (1, 2):
         m = m @ _axis_rotation(order[i], angles[..., i])
@@ -235,7 +237,7 @@ def matrix_to_euler(m: torch.Tensor, order: str = "XYZ") -> torch.Tensor:
     """Inverse of :func:`euler_to_matrix` for orders with three distinct axes; ``(..., 3)`` radians."""
     order = order.upper()
     if len(order) != 3 or len(set(order)) != 3 or set(order) - set("XYZ"):
-        raise ValueError(f"euler order {order!r}: expected a permutation of XYZ")
+        raise AmgError(f"euler order {order!r}: expected a permutation of XYZ")
     i, j, k = ("XYZ".index(a) for a in order)
     # sign of the permutation (i, j, k): +1 for cyclic orders such as XYZ, -1 otherwise
     sign = 1.0 if (j - i) % 3 == 1 else -1.0

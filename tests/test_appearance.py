@@ -54,9 +54,31 @@ def test_sleeves_hems_hair_and_defaults():
     assert {"top", "bottom", "shoes"} <= set(c.garments)
 
 
-def test_deterministic_and_unknown_words_warn():
-    a1 = parse_appearance("a person", seed=5)
-    a2 = parse_appearance("a person", seed=5)
-    assert a1 == a2
-    with pytest.warns(UserWarning, match="zorblax"):
-        parse_appearance("a man in a zorblax shirt")
+def test_seed_picks_what_the_text_leaves_open_and_nothing_else():
+    runs = {seed: parse_appearance("a person", seed=seed) for seed in range(8)}
+    assert parse_appearance("a person", seed=5) == runs[5]  # the same seed gives the same appearance
+    # skin, hair colour and the unnamed top's colour are left open: the seed varies them
+    assert len({(a.skin, a.hair_color, a.garments["top"].color) for a in runs.values()}) >= 4
+    # what the text names does not move with the seed
+    named = [parse_appearance("a man with short black hair in a red t-shirt and blue jeans", seed=s) for s in range(8)]
+    said = {(a.garments["top"].color, a.garments["bottom"].color, a.hair_color, a.hair_length) for a in named}
+    assert said == {((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), "short")}
+
+
+def test_unknown_words_warn_once_and_are_listed():
+    with pytest.warns(UserWarning, match="zorblax") as rec:
+        a = parse_appearance("a man in a zorblax shirt")
+    assert len(rec) == 1 and a.unknown_words == ["zorblax"] and a.garments["top"].name == "shirt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_appearance("a man in a zorblax shirt", warn=False).unknown_words == ["zorblax"]
+
+
+def test_colour_names_of_garments_and_the_old_spelling():
+    from avatars.appearance import color_name, colour_name
+
+    assert color_name is colour_name
+    assert [colour_name(c) for c in [(1.0, 0.95, 0.2), (0.1, 0.1, 0.35), (0.97, 0.97, 0.97), (0.05, 0.03, 0.02)]] == \
+        ["yellow", "navy", "white", "black"]
+    man = parse_appearance("a man wearing a white dress shirt and dark pants, bald")
+    assert man.describe().startswith("a man wearing a white dress shirt") and "no hair" in man.describe()

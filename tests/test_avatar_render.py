@@ -16,7 +16,9 @@ import trimesh
 from avatars import motion_library
 from avatars.appearance import Appearance
 from avatars.body import BodyModel
-from avatars.gaussians import GaussianAvatar, _closest_on_triangles, _vertex_faces, save_ply
+from avatars.gaussians import GaussianAvatar
+from avatars.surface import closest_on_triangles, vertex_faces
+from render.ply import save_ply
 from avatars.scene import Person, render_scene
 from render.camera import Camera, CameraPath
 from render.gaussian import Gaussians, rasterize
@@ -133,7 +135,7 @@ def test_surface_has_no_holes_at_twice_the_resolution(body):
 def _vertex_anchored(av: GaussianAvatar, vertex_ids: torch.Tensor) -> GaussianAvatar:
     """An avatar whose Gaussians sit exactly on the given vertices (bary one-hot, zero offset)."""
     faces = torch.as_tensor(np.asarray(av.body.faces))
-    vf = _vertex_faces(faces, av.body.num_vertices)
+    vf = vertex_faces(faces, av.body.num_vertices)
     fid = vf[vertex_ids, 0]
     corner = (faces[fid] == vertex_ids[:, None]).float()
     n = len(vertex_ids)
@@ -153,15 +155,26 @@ def test_posed_means_are_lbs_of_rest_means(body):
     frames, out = on_v.pose(go, bp, tr, return_body=True)
     for f in range(3):
         assert torch.allclose(frames[f].means, out.vertices[f, vids], atol=2e-5)
-    # every Gaussian: sum_j w_j A_j [rest; 1], written out as a loop over joints
-    frames, out = av.pose(go, bp, tr, return_body=True)
-    rest = av.rest_means()
+    # every Gaussian: skinned with transforms built here by forward kinematics from the axis-angles, the
+    # parents and the rest joints (scipy's rotations), not with the body model's own skin transforms
+    from scipy.spatial.transform import Rotation
+
+    frames, _ = av.pose(go, bp, tr)
+    rest = av.rest_means().double().numpy()
+    _, rest_j = body.rest(av.betas[None])
+    J = rest_j[0].double().numpy()
     for f in range(3):
-        ref = torch.zeros_like(rest)
+        local = Rotation.from_rotvec(np.concatenate([go[f:f + 1].numpy(), bp[f].numpy()])).as_matrix()
+        G, p = [None] * 24, [None] * 24
         for j in range(24):
-            A = out.skin_transforms[f, j]
-            ref += av.weights[:, j:j + 1] * (rest @ A[:3, :3].T + A[:3, 3])
-        assert torch.allclose(frames[f].means, ref, atol=2e-5)
+            par = body.parents[j]
+            if par < 0:
+                G[j], p[j] = local[j], J[j]
+            else:
+                G[j], p[j] = G[par] @ local[j], p[par] + G[par] @ (J[j] - J[par])
+        w = av.weights.double().numpy()
+        ref = sum(w[:, j:j + 1] * ((rest - J[j]) @ G[j].T + p[j]) for j in range(24)) + tr[f].numpy()
+        assert np.allclose(frames[f].means.numpy(), ref, atol=5e-5)
 
 
 def test_rotations_follow_the_limbs_and_root(body):
@@ -184,7 +197,7 @@ def test_rotations_follow_the_limbs_and_root(body):
     go = torch.tensor([0.2, 1.3, -0.4])
     t = torch.tensor([1.0, -0.5, 2.0])
     (g0,), out0 = av.pose(torch.zeros(3), bp, return_body=True)
-    (g1,) = av.pose(go, bp, t)
+    (g1,), _ = av.pose(go, bp, t)
     R = axis_angle_to_matrix(go)
     J0 = out0.joints[0, 0]
     assert torch.allclose(g1.means, (g0.means - J0) @ R.T + J0 + t, atol=2e-5)
@@ -208,7 +221,7 @@ def test_person_walking_behind_another_disappears(body):
     cams = CameraPath.static(Camera.look_at((0.0, 1.0, 4.0), (0.0, 0.9, -0.5), fov_deg=50, width=128, height=128),
                              num_frames=F, fps=4)
     res = render_scene([Person(red, stand), Person(blue, walk)], cams, backend="cpu", progress=False)
-    blue_alone = blue.pose_motion(walk, instance_id=2)
+    blue_alone = blue.pose_motion(walk, instance_id=2).frames
     shown, crossing = [], (None, 0)
     for f in range(F):
         verts = [res.vertices[p][f] for p in range(2)]
@@ -261,7 +274,7 @@ def test_humangaussian_ply_binds_to_the_nearest_surface_point(body, tmp_path):
     sub = torch.arange(0, n, 25)
     tri = rest_v[faces]
     for k in sub.tolist():
-        q, _ = _closest_on_triangles(g.means[k].expand(len(tri), 3), tri)
+        q, _ = closest_on_triangles(g.means[k].expand(len(tri), 3), tri)
         best = (q - g.means[k]).norm(dim=-1).min()
         assert abs(float((anchor[k] - g.means[k]).norm()) - float(best)) < 1e-5
     # skin weights are the anchor face's, interpolated
@@ -281,15 +294,15 @@ def test_save_and_load_round_trip_to_identical_renders(body, tmp_path):
     back = GaussianAvatar.load(tmp_path / "woman.ply", body)
     go, bp = random_poses(1, seed=5)
     cam = framing_cameras(body(global_orient=go, body_pose=bp).vertices[0], size=96, views=((20, 0),))[0]
-    a = rasterize(av.pose(go, bp)[0], cam, backend="cpu")
-    b = rasterize(back.pose(go, bp)[0], cam, backend="cpu")
+    a = rasterize(av.pose(go, bp).frames[0], cam, backend="cpu")
+    b = rasterize(back.pose(go, bp).frames[0], cam, backend="cpu")
     for name in ("rgb", "depth", "alpha", "ids"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 def test_vertex_face_table_matches_a_loop(body):
     faces = torch.as_tensor(np.asarray(body.faces))
-    got = _vertex_faces(faces, body.num_vertices)
+    got = vertex_faces(faces, body.num_vertices)
     ref = [[] for _ in range(body.num_vertices)]
     for f, tri in enumerate(faces.tolist()):
         for v in tri:

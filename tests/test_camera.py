@@ -212,3 +212,42 @@ def test_save_is_atomic_and_writes_nothing_on_error(tmp_path):
 def test_intrinsics_from_fov():
     K = intrinsics_from_fov(90.0, 200, 100)
     assert math.isclose(float(K[1, 1]), 50.0, rel_tol=1e-12) and float(K[0, 2]) == 100.0
+
+
+def test_array_likes_in_tensors_out(gen):
+    cam = random_camera(gen)
+    pts = cam.unproject(torch.rand(6, 2, dtype=torch.float64) * 200, torch.rand(6, dtype=torch.float64) + 1)
+    uv, z = cam.project(pts)
+    for as_input in (lambda x: x.numpy(), lambda x: x.tolist(), lambda x: x.float()):
+        uv2, z2 = cam.project(as_input(pts))
+        assert isinstance(uv2, torch.Tensor) and torch.allclose(uv2.double(), uv, atol=1e-3)
+        assert torch.allclose(cam.world_to_camera(as_input(pts)).double(), pts @ cam.R.T + cam.t, atol=1e-5)
+        back = cam.unproject(as_input(uv), as_input(z))
+        assert isinstance(back, torch.Tensor) and torch.allclose(back.double(), pts, atol=1e-3)
+    assert cam.project(torch.ones(2, 3, dtype=torch.int64))[0].dtype == torch.float64
+    path = CameraPath.orbit(3)
+    assert torch.equal(path.project(np.zeros((4, 3)))[0], path.project(torch.zeros(3, 4, 3, dtype=torch.float64))[0])
+    for bad, match in (([[1.0, 2.0]], r"shape \(\.\.\., 3\)"), ("abc", "expected an array"), ([[1, "x", 2]], "expected")):
+        with pytest.raises(AmgError, match=match):
+            cam.project(bad)
+    with pytest.raises(AmgError, match="depth of shape"):
+        cam.unproject(uv.numpy(), [1.0, 2.0])
+    with pytest.raises(AmgError, match=r"\(3, N, 3\)"):
+        path.project(np.zeros((2, 4, 3)))
+
+
+def test_one_default_camera():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from render.camera import DEFAULT_EYE, DEFAULT_FOV_DEG, DEFAULT_TARGET, default_camera, static_camera
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "camera"
+    for name in ("static", "zoom", "pan"):  # the configs start from the same studio camera as the code
+        c = OmegaConf.load(conf / f"{name}.yaml")
+        assert (tuple(c.eye), tuple(c.target), c.fov_deg) == (DEFAULT_EYE, DEFAULT_TARGET, DEFAULT_FOV_DEG), name
+    cam = default_camera()
+    assert torch.allclose(cam.center, torch.tensor(DEFAULT_EYE, dtype=torch.float64))
+    for path in (static_camera(), CameraPath.zoom(3), CameraPath.pan(3), CameraPath.dolly(3)):
+        assert_same_camera(path[0], cam, 1e-12)

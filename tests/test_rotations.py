@@ -130,3 +130,13 @@ def test_euler_matches_scipy(order, gen):
     ang[:, 1] = math.pi / 2
     R = rot.euler_to_matrix(ang, order)
     assert torch.allclose(rot.euler_to_matrix(rot.matrix_to_euler(R, order), order), R, atol=1e-6)
+
+
+def test_bad_euler_orders_are_user_errors():
+    from render.errors import AmgError
+
+    for bad in ("XY", "XYW", "abc"):
+        with pytest.raises(AmgError, match="euler order"):
+            rot.euler_to_matrix(torch.zeros(3), bad)
+    with pytest.raises(AmgError, match="permutation"):
+        rot.matrix_to_euler(torch.eye(3), "XYX")
