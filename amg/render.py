@@ -5,8 +5,12 @@
     python -m amg.render motion=dance_pair 'avatar.appearance=[a woman in a yellow dress, a man in a white shirt]'
     python -m amg.render --multirun camera=orbit,zoom,dolly
 
+    python -m amg.render background=street.jpg shadow=true
+
 Writes into Hydra's run directory: avatar.mp4, depth.npz, masks.npz, cameras.json, contact_sheet.png, the
-conditions selected by ``conditions=[...]`` and meta.json.
+conditions selected by ``conditions=[...]`` and meta.json; with a photo or video as ``background=`` (or
+``shadow=true``) also preview.mp4, the avatars composited over it with contact shadows (the conditions
+stay on black).
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     cameras = build_camera(cfg.camera, people)
     if len(cameras) != int(cfg.num_frames):
         people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
-    res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
-                       backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    bg = cfg.background  # RGB, or the path of a photo/video plate for the preview
+    res = render_scene(people, cameras, conditions=list(cfg.conditions),
+                       background=str(bg) if isinstance(bg, str) else list(bg), backend=str(cfg.backend),
+                       seed=int(cfg.seed), progress=bool(cfg.progress), shadow=bool(cfg.get("shadow", False)))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
     write_meta(out_dir, "render", inputs={"motion": config_dict(cfg.motion), "appearances": [
         p.avatar.appearance.text if p.avatar.appearance else None for p in people]}, config=config_dict(cfg),
