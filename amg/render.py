@@ -5,9 +5,13 @@
     python -m amg.render motion=dance_pair 'avatar.appearance=[a woman in a yellow dress, a man in a white shirt]'
     python -m amg.render --multirun camera=orbit,zoom,dolly
 
+    python -m amg.render background=street.jpg shadow=true
+
 Writes into Hydra's run directory: avatar.mp4, depth.npz, masks.npz, cameras.json, contact_sheet.png, the
-conditions selected by ``conditions=[...]`` and meta.json; with ``save_ply=true`` also each avatar's PLY
-(avatar1.ply ..., standard 3DGS layout, with its body binding in avatar1.npz).
+conditions selected by ``conditions=[...]`` and meta.json; with a photo or video as ``background=`` (or
+``shadow=true``) also preview.mp4, the avatars composited over it with contact shadows (the conditions
+stay on black); with ``save_ply=true`` also each avatar's PLY (avatar1.ply ..., standard 3DGS layout, with
+its body binding in avatar1.npz).
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     t0 = time.perf_counter()
     scene = build_scene(cfg)
     people, cameras = scene.people, scene.cameras
-    res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
-                       backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    bg = cfg.background  # RGB, or the path of a photo/video plate for the preview
+    res = render_scene(people, cameras, conditions=list(cfg.conditions),
+                       background=str(bg) if isinstance(bg, str) else list(bg), backend=str(cfg.backend),
+                       seed=int(cfg.seed), progress=bool(cfg.progress), shadow=bool(cfg.shadow))
     check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
     if cfg.get("save_ply"):  # each avatar's rest pose as a 3DGS PLY (SH degree 3) plus its body binding
+        avatars = list({id(p.avatar): p.avatar for p in people}.values())  # people may share an avatar
         for i, av in enumerate(avatars):
             ply = av.save(Path(out_dir) / f"avatar{i + 1}.ply")
             written[ply.name], written[ply.with_suffix(".npz").name] = ply, ply.with_suffix(".npz")

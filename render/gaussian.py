@@ -46,6 +46,7 @@ import torch
 from . import raster_cpu
 from .camera import Camera
 from .errors import AmgError
+from .image import to_uint8
 from .rotations import quaternion_to_matrix
 
 __all__ = ["Gaussians", "RenderOutput", "rasterize", "rasterize_clip", "eval_sh", "gsplat_available",
@@ -186,7 +187,7 @@ class RenderOutput:
 
     def image(self) -> np.ndarray:
         """``rgb`` as a ``uint8 (H,W,3)`` array."""
-        return (self.rgb.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return to_uint8(self.rgb)
 
 
 # ------------------------------------------------------------------------------------------------

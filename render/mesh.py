@@ -17,11 +17,12 @@ import torch
 
 from .camera import Camera
 from .errors import AmgError
-from .gaussian import RenderOutput
+from .gaussian import NEAR_PLANE, RenderOutput
+from .image import to_uint8
 
 __all__ = ["render_mesh", "close", "ZNEAR", "ZFAR", "DEFAULT_COLOR"]
 
-ZNEAR = 0.01   #: metres, the near plane (the same as the Gaussian rasterizer's)
+ZNEAR = NEAR_PLANE  #: metres, the near plane: the Gaussian rasterizer's, so both cull alike
 ZFAR = 1000.0  #: metres
 DEFAULT_COLOR = (0.7, 0.7, 0.7)
 
@@ -78,8 +79,7 @@ def _mesh_colors(colors, i: int, nv: int) -> np.ndarray:
                        f"got {c.shape}")
     if c.max(initial=0) > 1.0 or c.min(initial=0) < 0.0:
         raise AmgError(f"render_mesh: expected colors[{i}] in [0,1]")
-    rgba = np.concatenate([c, np.ones((nv, 1))], axis=1)
-    return np.round(rgba * 255).astype(np.uint8)
+    return np.concatenate([to_uint8(c), np.full((nv, 1), 255, np.uint8)], axis=1)
 
 
 def render_mesh(vertices, faces, camera: Camera, colors=None,
@@ -91,7 +91,7 @@ def render_mesh(vertices, faces, camera: Camera, colors=None,
         vertices: ``(V,3)`` world positions in metres, or a list of them (one per mesh).
         faces: ``(F,3)`` vertex indices, or a list of them matching ``vertices``.
         camera: OpenCV-convention camera; rendered with pyrender's ``IntrinsicsCamera`` at
-            ``camera.to_opengl()``, ``znear`` 0.01.
+            ``camera.to_opengl()``, ``znear`` :data:`ZNEAR` (the Gaussian near plane).
         colors: ``None`` (grey), one RGB ``(3,)`` for all meshes, or a list with one RGB ``(3,)`` or
             per-vertex ``(V_i,3)`` array per mesh, in ``[0,1]``.
         background: RGB in ``[0,1]`` where no mesh is seen.

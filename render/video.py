@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .errors import AmgError
+from .image import to_uint8, video_array
 from .io import atomic_path
 
 __all__ = ["write_video", "read_video", "write_frames", "read_frames", "write_image", "read_image",
@@ -30,39 +30,8 @@ _BT709 = {"range": 1, "matrix": 1, "primaries": 1, "transfer": 1}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def to_uint8(frames) -> np.ndarray:
-    """Images or videos (uint8, or float in ``[0,1]``; numpy or torch) as a uint8 numpy array.
-
-    A trailing single channel is repeated to RGB; an alpha channel is dropped.
-    """
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach().cpu().numpy()
-    a = np.asarray(frames)
-    if a.dtype == np.uint8:
-        out = a
-    elif np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_:
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise AmgError("frames: expected finite values in [0,1], got NaN or inf")
-        out = np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
-    else:
-        raise AmgError(f"frames: expected uint8 or float in [0,1], got {a.dtype}")
-    if out.ndim >= 3 and out.shape[-1] == 1:
-        out = np.repeat(out, 3, axis=-1)
-    if out.ndim >= 3 and out.shape[-1] == 4:
-        out = out[..., :3]
-    return np.ascontiguousarray(out)
-
-
 def _video_array(frames) -> np.ndarray:
-    if isinstance(frames, (list, tuple)):
-        if not frames:
-            raise AmgError("frames: expected at least one frame, got none")
-        frames = np.stack([to_uint8(f) for f in frames])
-    v = to_uint8(frames)
-    if v.ndim != 4 or v.shape[-1] != 3 or v.shape[0] == 0:
-        raise AmgError(f"frames: expected (F,H,W,3) with F >= 1, got {tuple(v.shape)}")
-    return v
+    return video_array(frames, name="frames")
 
 
 def write_video(path, frames, fps: float = 8.0, overwrite: bool = True, crf: int = 18) -> Path:

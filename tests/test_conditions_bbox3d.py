@@ -92,7 +92,19 @@ def test_project_and_draw():
 
 
 def test_save_boxes(tmp_path):
-    uv = np.random.default_rng(0).normal(size=(3, 2, 8, 2))
-    path = bb.save_boxes(tmp_path, uv, corners3d=np.zeros((3, 2, 8, 3)))
+    """What is written reads back as the boxes: world corners exactly, and the 2D file is their projection."""
+    rng = np.random.default_rng(0)
+    cams = CameraPath.orbit(3, degrees=60, radius=4.0, width=64, height=48)
+    world = np.stack([np.stack([cuboid(rng.uniform(0.1, 0.5, 3), rng.uniform(-3, 3), rng.uniform(-1, 1, 3))
+                                for _ in range(2)]) for _ in range(3)])  # (3,2,8,3), every corner distinct
+    uv = bb.project_boxes(world, cams)
+    path = bb.save_boxes(tmp_path, uv, corners3d=world)
     np.testing.assert_allclose(np.load(path), uv.astype(np.float32))
-    assert np.load(tmp_path / "bbox3d_world.npy").shape == (3, 2, 8, 3)
+    saved = np.load(tmp_path / "bbox3d_world.npy")
+    np.testing.assert_allclose(saved, world.astype(np.float32), rtol=1e-6, atol=1e-6)
+    # the two files agree with each other through an independent projection of the saved world corners
+    for f in range(3):
+        again, _ = cams[f].project(torch.as_tensor(saved[f].reshape(-1, 3), dtype=torch.float64))
+        np.testing.assert_allclose(np.load(path)[f].reshape(-1, 2), again.numpy(), atol=1e-3)
+    with pytest.raises(AmgError, match="corners3d"):
+        bb.save_boxes(tmp_path, uv, corners3d=world[:, :1])

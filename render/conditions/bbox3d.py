@@ -173,9 +173,15 @@ def save_boxes(directory, corners2d, corners3d=None) -> Path:
     c2 = np.asarray(corners2d, dtype=np.float32)
     if c2.ndim != 4 or c2.shape[2:] != (8, 2):
         raise AmgError(f"save_boxes: expected corners (F,P,8,2), got shape {c2.shape}")
-    path = write_npy(d / "bbox3d.npy", c2)
+    c3 = None
     if corners3d is not None:
-        write_npy(d / "bbox3d_world.npy", np.asarray(corners3d, dtype=np.float32))
+        c3 = np.asarray(corners3d, dtype=np.float32)
+        if c3.shape != (*c2.shape[:2], 8, 3):
+            raise AmgError(f"save_boxes: expected corners3d {(*c2.shape[:2], 8, 3)} matching the 2D corners, "
+                           f"got shape {c3.shape}")
+    path = write_npy(d / "bbox3d.npy", c2)
+    if c3 is not None:
+        write_npy(d / "bbox3d_world.npy", c3)
     return path
 
 
