@@ -18,7 +18,7 @@ from render.errors import AmgError
 
 from ..model import base_fingerprint, move
 
-__all__ = ["Backbone", "freeze", "move", "encode_frames", "decode_frames", "base_fingerprint", "require_folders",
+__all__ = ["BackboneSpec", "Backbone", "freeze", "move", "encode_frames", "decode_frames", "base_fingerprint", "require_folders",
            "MODULES"]
 
 # the components a backbone may hold that are torch modules (moved, cast and frozen together)
@@ -53,6 +53,26 @@ class Backbone:
         for m in self.modules().values():
             move(m, device, dtype)
         return self
+
+
+@dataclass
+class BackboneSpec:
+    """Which base model to load: the loader ``family`` (``modelscope``, ``svd``, ``animatediff``), the
+    diffusers folder ``path`` and the loader's extra keyword ``options`` (e.g. AnimateDiff's
+    ``motion_adapter`` folder). ``conf/backbone/*.yaml`` build one with ``_target_``.
+    """
+
+    family: str
+    path: str
+    options: dict = field(default_factory=dict)
+
+    def load(self, **kw) -> "Backbone":
+        """Load the folder with the family's loader (``kw``: ``dtype``, ``device``)."""
+        from . import LOADERS
+
+        if self.family not in LOADERS:
+            raise AmgError(f"backbone family {self.family!r}: expected one of {', '.join(LOADERS)}")
+        return LOADERS[self.family](self.path, **dict(self.options), **kw)
 
 
 def freeze(*modules: torch.nn.Module) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from render.errors import AmgError
 
-from ..backbones import LOADERS, Backbone
+from ..backbones import LOADERS, Backbone, BackboneSpec
 
 __all__ = ["Method", "ClipSettings", "load_backbone"]
 
@@ -59,13 +59,22 @@ class Method(abc.ABC):
     #: accelerate's prepared module)
     trained: torch.nn.Module
 
-    def load_backbone(self, folder: str | os.PathLike, family: str | None = None) -> Backbone:
-        """Load the base folder with this method's (first) family, or ``family`` if given and supported."""
-        family = family or self.families[0]
-        if family not in self.families:
-            raise AmgError(f"method {self.name}: backbone {family!r} unsupported; expected "
+    #: the backbone chosen in the config (None: this method's first family, default options)
+    spec: BackboneSpec | None = None
+
+    def use(self, spec: BackboneSpec) -> "Method":
+        """Load the backbone as ``spec`` says (family and loader options); returns self."""
+        if spec.family not in self.families:
+            raise AmgError(f"method {self.name}: backbone {spec.family!r} unsupported; expected "
                            f"{' or '.join(self.families)}")
-        return load_backbone(family, folder)
+        self.spec = spec
+        return self
+
+    def load_backbone(self, folder: str | os.PathLike) -> Backbone:
+        """Load the base ``folder`` with the chosen family (:meth:`use`) or this method's first family."""
+        if self.spec is not None:
+            return BackboneSpec(self.spec.family, str(folder), dict(self.spec.options)).load()
+        return load_backbone(self.families[0], folder)
 
     @abc.abstractmethod
     def setup(self, folder: str | os.PathLike, device: torch.device, dtype: torch.dtype, seed: int) -> None:
