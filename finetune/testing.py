@@ -18,7 +18,7 @@ import torch
 from .tiny import TINY_MAX_TOKENS, _text_config, build_tiny_clip, build_tiny_text_to_video, tiny_tokenizer, \
     write_tiny_clips
 
-__all__ = ["build_tiny_text_to_video", "build_tiny_svd", "build_tiny_animatediff", "build_tiny_clip",
+__all__ = ["build_tiny_text_to_video", "build_tiny_svd", "build_tiny_animatediff", "build_tiny_clip", "write_tiny_render_clips",
            "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS", "TINY_IMAGE_EMBED"]
 
 TINY_IMAGE_EMBED = 32
@@ -135,4 +135,59 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     })
+    return folder
+
+
+def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames: int = 4, side: int = 32,
+                            fps: float = 8.0, camera_only: tuple[bool, ...] | None = None, seed: int = 0) -> Path:
+    """Write small render folders (the layout of ``avatars.scene.save_scene``) and return their parent.
+
+    Clip ``i`` shows a bright square of side ``side/4`` whose centre follows ``trajectories[i]``
+    ``(F, 2)`` pixels over a dark textured background; its conditions are made by the render stage's
+    own writers: ``levitor_control.npy`` (:func:`render.conditions.levitor.control_tensor` of the
+    centre, instance id 1, depth 128), ``traj.npy`` (:func:`~render.conditions.traj_image.trajectory_frames`),
+    ``flow.npy`` + ``flow_tracks.npy`` (:func:`~render.conditions.flow.trajectory_flow`), ``bbox3d.npy``
+    + ``bbox3d.mp4`` (the square as a flat box, drawn by :func:`~render.conditions.bbox3d.draw_boxes`
+    over the frames) and ``tracks.npy`` (the centre, the ObjMC target). ``camera_only[i]`` marks a
+    clip as camera-only in its ``meta.json``. Defaults: two clips, one moving right, one moving down.
+    """
+    import numpy as np
+
+    from render.conditions.bbox3d import draw_boxes, save_boxes
+    from render.conditions.flow import trajectory_flow
+    from render.conditions.levitor import control_tensor
+    from render.conditions.traj_image import trajectory_frames
+    from render.io import write_json, write_npy
+    from render.video import write_video
+
+    folder = Path(folder)
+    if trajectories is None:
+        t = np.linspace(0, 1, frames)[:, None]
+        lo, hi = side * 0.3, side * 0.7
+        trajectories = [np.concatenate([lo + (hi - lo) * t, np.full_like(t, side / 2)], 1),
+                        np.concatenate([np.full_like(t, side / 2), lo + (hi - lo) * t], 1)]
+    rng = np.random.default_rng(seed)
+    half = side // 8
+    for i, traj in enumerate(trajectories):
+        traj = np.asarray(traj, np.float64)
+        d = folder / f"clip{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        background = rng.integers(20, 70, (side, side, 3)).astype(np.uint8)
+        video = np.repeat(background[None], len(traj), 0)
+        corners = np.zeros((len(traj), 1, 8, 2))
+        for f, (x, y) in enumerate(traj):
+            x0, y0 = int(round(x)) - half, int(round(y)) - half
+            video[f, max(y0, 0):y0 + 2 * half, max(x0, 0):x0 + 2 * half] = (230, 200, 60)
+            sq = np.array([[x0, y0], [x0 + 2 * half, y0], [x0 + 2 * half, y0 + 2 * half], [x0, y0 + 2 * half]])
+            corners[f, 0] = np.concatenate([sq, sq + 1])  # a thin box: its back face one pixel behind
+        write_video(d / "avatar.mp4", video, fps)
+        points = [np.array([[y, x, 1, 128]]) for x, y in traj]
+        write_npy(d / "levitor_control.npy", control_tensor(points, side, side))
+        write_npy(d / "traj.npy", trajectory_frames(traj[None], side, side))
+        write_npy(d / "flow.npy", trajectory_flow(traj[None], side, side))
+        write_npy(d / "flow_tracks.npy", traj[None].astype(np.float32))
+        write_npy(d / "tracks.npy", traj[None].astype(np.float32))
+        save_boxes(d, corners)
+        write_video(d / "bbox3d.mp4", draw_boxes(corners, side, side, image=video), fps)
+        write_json(d / "meta.json", {"camera_only": bool(camera_only[i]) if camera_only else False})
     return folder
