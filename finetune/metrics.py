@@ -26,7 +26,7 @@ import torch
 
 from render.errors import AmgError
 
-__all__ = ["ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
+__all__ = ["lk_track_points", "ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
            "cammc", "cammc_tracks", "Tracker"]
 
 # A tracker maps a uint8 video (F, H, W, 3) to tracks (N, F, 2) in pixels (x, y) and visibility (N, F).
@@ -120,17 +120,38 @@ def lk_tracks(video, grid_step: int = 8, margin: int = 4, window: int = 15, leve
         tracks ``(N, F, 2)`` float32 pixel positions (x, y), and visible ``(N, F)`` bool, false from the
         first frame where LK loses the point or it leaves the frame.
     """
-    import cv2
-
     video = _check_video(video, "video")
     f, h, w = video.shape[:3]
     ys, xs = np.mgrid[margin:h - margin:grid_step, margin:w - margin:grid_step]
     pts = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
+    return lk_track_points(video, pts, window=window, levels=levels)
+
+
+def lk_track_points(video, points, window: int = 15, levels: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Track given first-frame ``points`` ``(N, 2)`` (x, y pixels) through ``video`` uint8 ``(F, H, W, 3)``.
+
+    Returns tracks ``(N, F, 2)`` float32 and visible ``(N, F)`` bool (false from the first frame where
+    pyramidal Lucas-Kanade loses the point or it leaves the frame; a lost point keeps its last position).
+    """
+    import cv2
+
+    video = _check_video(video, "video")
+    f, h, w = video.shape[:3]
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
     tracks = np.zeros((len(pts), f, 2), np.float32)
     visible = np.zeros((len(pts), f), bool)
     tracks[:, 0], visible[:, 0] = pts, True
     if len(pts) == 0:
         return tracks, visible
+    gray = [cv2.cvtColor(fr, cv2.COLOR_RGB2GRAY) for fr in video]
+    for k in range(1, f):
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], tracks[:, k - 1].reshape(-1, 1, 2).copy(),
+                                                  None, winSize=(window, window), maxLevel=levels)
+        nxt = nxt.reshape(-1, 2)
+        inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= w - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= h - 1)
+        visible[:, k] = visible[:, k - 1] & (status.ravel() == 1) & inside
+        tracks[:, k] = np.where(visible[:, k, None], nxt, tracks[:, k - 1])
+    return tracks, visible
     gray = [cv2.cvtColor(fr, cv2.COLOR_RGB2GRAY) for fr in video]
     for k in range(1, f):
         nxt, status, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], tracks[:, k - 1].reshape(-1, 1, 2).copy(),

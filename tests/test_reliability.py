@@ -273,7 +273,7 @@ def test_5_train_checks_every_clip_before_writing(tiny, tmp_path):
     (manifest.parent / first["video"]).unlink()
     out = tmp_path / "train"
     with pytest.raises(AmgError, match=f"{first['video']}: no such video .*clip 1"):
-        run(cfg("train", [f"model.path={tiny}/base0", f"data.manifest={manifest}", "data.num_frames=4",
+        run(cfg("train", [f"backbone.path={tiny}/base0", f"data.manifest={manifest}", "data.num_frames=4",
                           "data.height=16", "data.width=16", "train.steps=1", "train.progress=false"]), out)
     assert not out.exists(), "no meta.json, loss.csv or tensorboard file before the inputs are known good"
 
