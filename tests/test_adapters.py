@@ -196,7 +196,7 @@ def test_old_format_loads_with_a_one_line_notice(base, tmp_path, caplog):
     notes = [r.getMessage() for r in caplog.records if r.name == "finetune.adapters"]
     assert len(notes) == 1 and "\n" not in notes[0] and "first AMG format" in notes[0]
     x, e = _inputs()
-    assert torch.equal(_run(fresh.unet, x, e), _run(model.unet, x, e))
+    assert (_run(fresh.unet, x, e) - _run(model.unet, x, e)).abs().max().item() <= 1e-6
     # re-saved, it is in peft's layout
     save_adapter(fresh.unet, tmp_path / "new", fresh.fingerprint)
     assert (tmp_path / "new" / "adapter_config.json").is_file()

@@ -136,7 +136,7 @@ def test_save_pretrained_unmerged_and_merged_load_back(base, tmp_path):
     assert not (tmp_path / "merged" / "adapter").exists()
     again = AMGPipeline.from_pretrained(tmp_path / "unmerged", device="cpu")
     got = again("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
-    assert torch.equal(got, want)
+    assert (got - want).abs().max().item() <= 1e-5
     merged = AMGPipeline.from_pretrained(tmp_path / "merged", device="cpu")
     assert merged.model.unet.conv_in.in_channels == 8
     got = merged("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
