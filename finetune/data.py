@@ -32,8 +32,15 @@ from render.errors import AmgError
 from render.io import atomic_path
 from render.video import read_video
 
-__all__ = ["ClipRecord", "read_manifest", "write_manifest", "ClipSample", "ClipDataset", "LatentSample",
+__all__ = ["AMG_NUM_FRAMES", "AMG_SIZE", "AMG_FPS", "ClipRecord", "read_manifest", "write_manifest", "ClipSample", "ClipDataset", "LatentSample",
            "LatentDataset", "collate_latents", "sample_indices", "to_model_range", "resize_center_crop"]
+
+
+# AMG's training clip (16 frames at 8 fps, 256x256): the one place these numbers are written; the
+# training config, the dataset and the tiny clips take their defaults from here.
+AMG_NUM_FRAMES = 16
+AMG_SIZE = 256
+AMG_FPS = 8.0
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,8 @@ class ClipSample:
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of a manifest as :class:`ClipSample` (``num_frames`` frames at ``fps``, ``height x width``)."""
 
-    def __init__(self, manifest: str | os.PathLike | list[ClipRecord], num_frames: int = 16,
-                 height: int = 256, width: int = 256, fps: float = 8.0):
+    def __init__(self, manifest: str | os.PathLike | list[ClipRecord], num_frames: int = AMG_NUM_FRAMES,
+                 height: int = AMG_SIZE, width: int = AMG_SIZE, fps: float = AMG_FPS):
         self.records = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
         self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps
 

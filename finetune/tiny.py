@@ -167,7 +167,7 @@ def build_tiny_clip(folder: str | os.PathLike, seed: int = 0, image_size: int = 
 
 
 def write_tiny_clips(folder: str | os.PathLike, count: int = 4, frames: int = 6, side: int = 16,
-                     fps: float = 8.0, seed: int = 0) -> Path:
+                     fps: float | None = None, seed: int = 0) -> Path:
     """Write ``count`` small training clips and their avatar videos plus ``manifest.jsonl``; return its path.
 
     Each clip shows a coloured block sliding over a tinted background and its avatar video the same
@@ -178,8 +178,9 @@ def write_tiny_clips(folder: str | os.PathLike, count: int = 4, frames: int = 6,
 
     from render.video import write_video
 
-    from .data import ClipRecord, write_manifest
+    from .data import AMG_FPS, ClipRecord, write_manifest
 
+    fps = AMG_FPS if fps is None else fps
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

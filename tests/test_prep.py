@@ -131,7 +131,7 @@ def test_prep_output_trains_and_the_adapter_loads_in_generate(videos, tmp_path):
     base = build_tiny_text_to_video(tmp_path / "t2v")
     with initialize_config_dir(config_dir=CONF, version_base=None):
         tcfg = compose(config_name="train", overrides=[
-            f"model.path={base}", f"data.manifest={out / 'manifests'}", "data.num_frames=4", "data.height=32",
+            f"backbone.path={base}", f"data.manifest={out / 'manifests'}", "data.num_frames=4", "data.height=32",
             "data.width=32", "train.steps=3", "train.lr=1e-3", "train.checkpoint_every=3", "train.progress=false",
             "train.tensorboard=false"])
     result = train(tcfg, tmp_path / "train")

@@ -1,0 +1,138 @@
+"""Tiny random models of each backbone family, saved in the libraries' own folder layouts.
+
+No model hub is reachable, so tests and benchmarks build these at run time. Each folder loads with
+this package's loaders and with diffusers' stock pipelines (``TextToVideoSDPipeline``,
+``StableVideoDiffusionPipeline``, ``AnimateDiffPipeline``). Weights are random but seeded: the same
+seed gives the same weights. The ModelScope builder and the tiny clips live in :mod:`finetune.tiny`
+and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .tiny import TINY_MAX_TOKENS, _text_config, build_tiny_clip, build_tiny_text_to_video, tiny_tokenizer, \
+    write_tiny_clips
+
+__all__ = ["build_tiny_text_to_video", "build_tiny_svd", "build_tiny_animatediff", "build_tiny_clip",
+           "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS", "TINY_IMAGE_EMBED"]
+
+TINY_IMAGE_EMBED = 32
+
+
+def _index(folder: Path, class_name: str, components: dict) -> None:
+    import diffusers
+
+    index = {"_class_name": class_name, "_diffusers_version": diffusers.__version__, **components}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def svd_scheduler():
+    """SVD img2vid's ``EulerDiscreteScheduler`` configuration (EDM Karras sigmas, v-prediction)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                  beta_schedule="scaled_linear", prediction_type="v_prediction",
+                                  interpolation_type="linear", use_karras_sigmas=True, sigma_min=0.002,
+                                  sigma_max=700.0, timestep_spacing="leading", timestep_type="continuous",
+                                  steps_offset=1)
+
+
+def build_tiny_svd(folder: str | os.PathLike, seed: int = 0, block_out_channels: tuple[int, ...] = (32, 64),
+                   num_frames: int = 4) -> Path:
+    """Write a random SVD img2vid model (stable-video-diffusion-img2vid layout) to ``folder``.
+
+    The UNet is a two-level ``UNetSpatioTemporalConditionModel`` (8 input channels, cross-attention
+    width ``TINY_IMAGE_EMBED``); the temporal-decoder VAE halves the resolution once; the CLIP image
+    encoder reads 224x224 (as the stock pipeline resizes to) with 32-pixel patches and width 32.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    n = len(block_out_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNetSpatioTemporalConditionModel(
+            sample_size=16, in_channels=8, out_channels=4,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * (n - 1) + ("DownBlockSpatioTemporal",),
+            up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * (n - 1),
+            block_out_channels=tuple(block_out_channels), addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=24, layers_per_block=1,
+            cross_attention_dim=TINY_IMAGE_EMBED, num_attention_heads=tuple(max(1, c // 16) for c in block_out_channels),
+            num_frames=num_frames)
+        vae = AutoencoderKLTemporalDecoder(in_channels=3, out_channels=3,
+                                           down_block_types=("DownEncoderBlock2D",) * 2,
+                                           block_out_channels=(32, 32), layers_per_block=1, latent_channels=4,
+                                           sample_size=32)
+        vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                  image_size=224, patch_size=32, projection_dim=TINY_IMAGE_EMBED)
+        image_encoder = CLIPVisionModelWithProjection(vision)
+    feature_extractor = CLIPImageProcessor(crop_size={"height": 224, "width": 224},
+                                           size={"shortest_edge": 224}, do_normalize=True,
+                                           image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                           image_std=[0.26862954, 0.26130258, 0.27577711])
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    image_encoder.save_pretrained(folder / "image_encoder")
+    feature_extractor.save_pretrained(folder / "feature_extractor")
+    svd_scheduler().save_pretrained(folder / "scheduler")
+    _index(folder, "StableVideoDiffusionPipeline", {
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+        "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+    })
+    return folder
+
+
+def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
+                           block_out_channels: tuple[int, ...] = (32, 64)) -> Path:
+    """Write a random SD1.5-layout folder with a ``motion_adapter/`` sub-folder to ``folder``.
+
+    ``UNet2DConditionModel`` with cross-attention width 32 (the tiny CLIP text encoder of
+    :mod:`finetune.tiny`), a VAE halving the resolution once, AnimateDiff's DDIM (linear betas
+    0.00085-0.012, ``steps_offset`` 1, ``clip_sample`` off) and a ``MotionAdapter`` with matching widths.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    n = len(block_out_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+            block_out_channels=tuple(block_out_channels), cross_attention_dim=32, attention_head_dim=8,
+            norm_num_groups=32)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 32),
+                            layers_per_block=1, latent_channels=4, norm_num_groups=16, sample_size=32)
+        tokenizer = tiny_tokenizer()
+        text_encoder = CLIPTextModel(_text_config(len(tokenizer), TINY_MAX_TOKENS))
+        adapter = MotionAdapter(block_out_channels=tuple(block_out_channels), motion_layers_per_block=1,
+                                motion_norm_num_groups=32, motion_num_attention_heads=4,
+                                motion_max_seq_length=32)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+                              steps_offset=1, num_train_timesteps=1000, timestep_spacing="linspace")
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    text_encoder.save_pretrained(folder / "text_encoder")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    scheduler.save_pretrained(folder / "scheduler")
+    adapter.save_pretrained(folder / "motion_adapter")
+    _index(folder, "StableDiffusionPipeline", {
+        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    })
+    return folder
