@@ -4,6 +4,7 @@
     python -m amg.generate prompt="a man in a red jacket boxes" camera=zoom
     python -m amg.generate prompt="..." motion=file motion.path=walk.bvh
     python -m amg.generate prompt="..." model=modelscope model.path=/models/t2v-ms model.adapter=/runs/amg/adapter
+    python -m amg.generate prompt="..." model=wan_vace model.path=/models/wan-vace num_frames=81 height=480 width=832
 
 The prompt is decomposed into people (an appearance each), an action and a scene; each person becomes a
 Gaussian avatar, the action becomes motions, the camera path films them and the render stage writes the
@@ -70,7 +71,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                                          "notes": parsed.notes})
     written["prompt.json"] = out_dir / "prompt.json"
     model_cfg = cfg.model
-    if model_cfg.get("path") and model_cfg.get("adapter"):
+    if model_cfg.get("family", "modelscope") != "modelscope":  # model=wan|wan_vace|cogvideox
+        from finetune.pipelines.select import generate_video
+
+        video = generate_video(model_cfg, parsed.scene_prompt, res.rgb, masks=res.mask, depth=res.depth,
+                               seed=int(cfg.seed), progress=bool(cfg.progress))
+        written["video.mp4"] = write_video(out_dir / "video.mp4", video, fps=fps)
+        preview = np.concatenate([_fit(res.rgb, video.shape[1:3]), video], axis=2)
+    elif model_cfg.get("path") and model_cfg.get("adapter"):
         from finetune.pipeline import AMGPipeline
 
         dtypes = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,

@@ -83,3 +83,25 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(AmgError, match="expected \\(F, H, W\\)"):
         vace_inputs(rgb, masks=masks[:, :8])
     assert len(person_references(rgb, np.zeros_like(masks))) == 0
+
+
+def test_generate_app_with_model_wan_vace(tmp_path):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from amg.generate import run
+    from render.video import read_video
+
+    folder = build_tiny_wan(tmp_path / "vace", vace=True)
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        cfg = compose(config_name="generate", overrides=[
+            "num_frames=5", "width=32", "height=32", "avatar.num_gaussians=1500", "progress=false", "model=wan_vace",
+            f"model.path={folder}", "model.num_inference_steps=2", "model.max_sequence_length=16",
+            "model.mask_mode=persons", "model.references=true"])
+    written = run(cfg, tmp_path / "out")
+    video, _ = read_video(written["video.mp4"])
+    assert video.shape == (5, 32, 32, 3)
+    preview, _ = read_video(written["preview.mp4"])
+    assert preview.shape == (5, 32, 64, 3)
