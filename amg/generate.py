@@ -4,6 +4,7 @@
     python -m amg.generate prompt="a man in a red jacket boxes" camera=zoom
     python -m amg.generate prompt="..." motion=file motion.path=walk.bvh
     python -m amg.generate prompt="..." model=modelscope model.path=/models/t2v-ms model.adapter=/runs/amg/adapter
+    python -m amg.generate prompt="..." model=wan_vace model.path=/models/wan-vace num_frames=81 height=480 width=832
 
 The prompt is decomposed into people (an appearance each), an action and a scene; each person becomes a
 Gaussian avatar, the action becomes motions, the camera path films them and the render stage writes the
@@ -100,10 +101,53 @@ class VideoGenerator:
         tok = self.pipe.model.tokenizer
         return len(tok(text).input_ids), int(tok.model_max_length)
 
-    def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool) -> np.ndarray:
-        """``(F,H,W,3)`` uint8 video following ``avatar_video`` ``(F,H,W,3)`` uint8, described by the prompt."""
+    def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool,
+                 masks: np.ndarray | None = None, depth: np.ndarray | None = None) -> np.ndarray:
+        """``(F,H,W,3)`` uint8 video following ``avatar_video`` ``(F,H,W,3)`` uint8, described by the prompt
+        (``masks``/``depth`` are for the models that read them; AMG reads the avatar video only)."""
         return self.pipe(scene_prompt, avatar_video=avatar_video, num_inference_steps=self.num_inference_steps,
                          guidance_scale=self.guidance_scale, seed=seed, progress=progress)
+
+
+class DiTVideoGenerator:
+    """``model=wan|cogvideox|wan_vace``: AMG on a diffusion-transformer backbone, or Wan VACE zero-shot.
+
+    The keys of ``conf/model/<family>.yaml`` are passed through to
+    :func:`finetune.pipelines.select.generate_video`; the folders are checked here, before any rendering.
+    """
+
+    def __init__(self, family: str, path: str, adapter: str | None = None, progress: bool = True, **options):
+        from finetune.pipelines.select import FAMILIES
+
+        if family not in FAMILIES:
+            raise AmgError(f"model.family={family}: expected one of {', '.join(FAMILIES)}")
+        if not Path(str(path)).is_dir():
+            raise AmgError(f"model.path={path}: no such folder; expected the {family} model folder (diffusers layout)")
+        if adapter is not None and not Path(str(adapter)).exists():
+            raise AmgError(f"model.adapter={adapter}: no such folder; expected an adapter written by amg.train")
+        torch_dtype(str(options.get("dtype", "auto")), "model.dtype")
+        self.cfg = {"family": family, "path": str(path), **({} if adapter is None else {"adapter": str(adapter)}),
+                    **options}
+
+    def count_tokens(self, text: str) -> tuple[int, int]:
+        """The prompt's token count with the model's own tokenizer and ``max_sequence_length``."""
+        from transformers import AutoTokenizer
+
+        limit = int(self.cfg.get("max_sequence_length", 512))
+        try:
+            tok = AutoTokenizer.from_pretrained(str(Path(self.cfg["path"]) / "tokenizer"))
+        except Exception as e:  # a folder without a readable tokenizer: say so before rendering
+            raise AmgError(f"model.path={self.cfg['path']}: no readable tokenizer/ ({type(e).__name__})") from None
+        return len(tok(text).input_ids), limit
+
+    def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool,
+                 masks: np.ndarray | None = None, depth: np.ndarray | None = None) -> np.ndarray:
+        """``(F,H,W,3)`` uint8 video from the avatar video ``(F,H,W,3)`` uint8, person ids ``masks (F,H,W)``
+        and metric ``depth (F,H,W)``."""
+        from finetune.pipelines.select import generate_video
+
+        return generate_video(self.cfg, scene_prompt, avatar_video, masks=masks, depth=depth, seed=seed,
+                              progress=progress)
 
 
 def no_video_model(path: str | None = None, adapter: str | None = None, progress: bool = True) -> None:
@@ -153,7 +197,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                                          "notes": parsed.notes})
     written["prompt.json"] = out_dir / "prompt.json"
     if model is not None:
-        video = model(parsed.scene_prompt, res.rgb, seed=int(cfg.seed), progress=bool(cfg.progress))
+        video = model(parsed.scene_prompt, res.rgb, seed=int(cfg.seed), progress=bool(cfg.progress),
+                      masks=res.mask, depth=res.depth)
         written["video.mp4"] = write_video(out_dir / "video.mp4", video, fps=fps)
         preview = np.concatenate([_fit(res.rgb, video.shape[1:3]), video], axis=2)
     else:

@@ -4,7 +4,8 @@ AMG conditions ModelScope's text-to-video UNet on an avatar video by concatenati
 latents with the noisy latents on the channel axis. The first convolution grows from 4 to 8 input
 channels (old weights and bias copied, new channels zero, so the widened model starts as the base
 model), and rank-4 LoRA goes on the query/key/value/output projections of every spatial and temporal
-attention. Only LoRA and the first convolution train; an adapter file holds exactly those weights.
+attention. Only LoRA and the first convolution train; an adapter folder holds exactly those weights,
+in peft's layout with ``conv_in`` as a module to save (see :mod:`finetune.adapters`).
 
 ``UNet3DConditionModel`` has no diffusers adapter mixin, so LoRA is injected with
 ``peft.inject_adapter_in_model``.
@@ -12,27 +13,26 @@ attention. Only LoRA and the first convolution train; an adapter file holds exac
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from render.errors import AmgError
-from render.io import atomic_path, read_json, write_json
+
+from . import adapters
+from .adapters import ADAPTER_NAME, has_lora, scaled_lora
 
 __all__ = [
-    "LORA_TARGETS", "ADAPTER_NAME", "VideoModel", "load_base", "widen_conv_in", "add_lora",
+    "LORA_TARGETS", "ADAPTER_NAME", "AVATAR_CHANNELS", "VideoModel", "load_base", "widen_conv_in", "add_lora",
     "mark_trainable", "trainable_state_dict", "base_fingerprint", "fingerprints_match", "save_adapter",
-    "load_adapter", "lora_scale", "move", "encode_prompt", "encode_video", "decode_latents", "prepare_unet",
+    "load_adapter", "scaled_lora", "lora_scale", "move", "encode_prompt", "encode_video", "decode_latents",
+    "prepare_unet",
 ]
-
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-ADAPTER_NAME = "amg"
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter.json"
+# the avatar video's VAE latents: as many channels as the noisy latents
+AVATAR_CHANNELS = 4
 _COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 # The one table of dtype names (amg.generate's model.dtype, amg.train's mixed precision); "auto": the loader
@@ -54,8 +54,8 @@ def dtype_from_name(name: str, key: str = "dtype") -> torch.dtype | None:
 class VideoModel:
     """The five components of a diffusers text-to-video folder (ModelScope text-to-video-ms-1.7b layout).
 
-    ``fingerprint`` identifies the base weights (see :func:`base_fingerprint`), taken before any
-    widening or LoRA so adapters can check they are loaded onto the model they were trained on.
+    ``fingerprint`` identifies the base weights (see :func:`base_fingerprint`), so adapters can check
+    they are loaded onto the model they were trained on.
     """
 
     unet: torch.nn.Module
@@ -103,31 +103,21 @@ def move(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype
     return module.to(device) if current == dtype else module.to(device, dtype)
 
 
-def widen_conv_in(unet: torch.nn.Module, extra_channels: int = 4) -> torch.nn.Module:
+def widen_conv_in(unet: torch.nn.Module, extra_channels: int = AVATAR_CHANNELS) -> torch.nn.Module:
     """Give ``unet.conv_in`` ``extra_channels`` more input channels, zero-initialised, in place.
 
     The old kernel and bias are copied, so for any input whose extra channels are ignored (their weights
     are zero) the output is exactly the base model's. The registered config's ``in_channels`` is
     updated, so ``save_pretrained``/``from_pretrained`` round-trip the widened model.
     """
-    if extra_channels < 0:
-        raise AmgError(f"extra_channels={extra_channels}: expected a non-negative channel count")
-    old = unet.conv_in
-    new = torch.nn.Conv2d(old.in_channels + extra_channels, old.out_channels, kernel_size=old.kernel_size,
-                          stride=old.stride, padding=old.padding, dilation=old.dilation, groups=old.groups,
-                          bias=old.bias is not None, padding_mode=old.padding_mode,
-                          device=old.weight.device, dtype=old.weight.dtype)
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[:, :old.in_channels] = old.weight
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    new.weight.requires_grad_(old.weight.requires_grad)
-    if new.bias is not None:
-        new.bias.requires_grad_(old.bias.requires_grad)
-    unet.conv_in = new
-    unet.register_to_config(in_channels=new.in_channels)
+    unet.conv_in = adapters.widen_input(unet.conv_in, extra_channels)
+    unet.register_to_config(in_channels=unet.conv_in.in_channels)
     return unet
+
+
+def is_widened(unet: torch.nn.Module, extra_channels: int = AVATAR_CHANNELS) -> bool:
+    """Whether ``unet`` already takes the avatar latents (``in_channels == out_channels + extra``)."""
+    return int(unet.config.in_channels) == int(unet.config.out_channels) + extra_channels
 
 
 def add_lora(unet: torch.nn.Module, rank: int = 4, alpha: float | None = None,
@@ -137,25 +127,11 @@ def add_lora(unet: torch.nn.Module, rank: int = 4, alpha: float | None = None,
     In ``UNet3DConditionModel`` these are the projections of every spatial and temporal attention
     (``attentions``, ``temp_attentions`` and ``transformer_in``). ``alpha`` defaults to ``rank`` (scale
     1). LoRA's B matrices start at zero, so a fresh adapter leaves the output exactly unchanged; the A
-    matrices are drawn (Kaiming-uniform, peft's default) from ``seed``.
+    matrices are drawn (Kaiming-uniform, peft's default) from ``seed``. ``conv_in`` is recorded as a
+    module to save with the adapter.
     """
-    from peft import LoraConfig, inject_adapter_in_model
-
-    if rank < 1:
-        raise AmgError(f"rank={rank}: expected a LoRA rank >= 1")
-    config = LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, lora_dropout=dropout,
-                        target_modules=list(targets), init_lora_weights=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
-    unet._amg_lora = {"rank": rank, "alpha": float(rank if alpha is None else alpha), "targets": list(targets)}
-    return unet
-
-
-def _lora_layers(unet: torch.nn.Module) -> list:
-    from peft.tuners.lora import LoraLayer
-
-    return [m for m in unet.modules() if isinstance(m, LoraLayer)]
+    return adapters.add_lora(unet, targets, rank=rank, alpha=alpha, dropout=dropout, seed=seed,
+                             modules_to_save=("conv_in",))
 
 
 def mark_trainable(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -170,151 +146,110 @@ def mark_trainable(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def trainable_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights an adapter file holds: every LoRA matrix and the widened ``conv_in``, as float32 copies."""
+    """Every LoRA matrix and the widened ``conv_in`` under the model's own names, as float32 copies.
+
+    (The adapter file holds the same tensors under peft's names: :func:`finetune.adapters.adapter_state_dict`.)
+    """
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in unet.state_dict().items()
             if "lora_" in k or k.startswith("conv_in.")}
 
 
+# Tensors neither widening nor LoRA touch; conv_in is left out as it trains with the adapter.
 _PROBE_TENSORS = ("time_embedding.linear_1.weight", "conv_out.weight", "conv_norm_out.weight")
 _PROBE_CONFIG = ("block_out_channels", "layers_per_block", "cross_attention_dim", "attention_head_dim",
                  "down_block_types", "up_block_types", "out_channels")
+_FINGERPRINT_VERSION = 2
 
 
 def base_fingerprint(unet: torch.nn.Module) -> dict:
     """A small description of the base UNet: its architecture and a probe of its frozen weights.
 
     The probe (mean, standard deviation and the first four values of a few tensors that neither
-    widening nor LoRA touch, plus the original ``conv_in`` channels) survives a cast to fp16/bf16 within
-    :func:`fingerprints_match`'s tolerance, while two differently trained bases differ far beyond it.
+    widening, LoRA nor training touch) survives a cast to fp16/bf16 within :func:`fingerprints_match`'s
+    tolerance, while two differently trained bases differ far beyond it. It is the same for the base,
+    the widened base and the AMG model, so an exported folder's UNet matches its adapter.
     """
     sd = unet.state_dict()
     probe = []
-    base_in = int(getattr(unet, "_amg_base_in_channels", unet.config.in_channels))
-    conv_in = sd["conv_in.weight"][:, :base_in]
-    for t in [conv_in] + [sd[k] for k in _PROBE_TENSORS if k in sd]:
-        t = t.detach().float().flatten()
-        probe += [t.mean().item(), t.std().item()] + t[:4].tolist()
+    for k in _PROBE_TENSORS:
+        key = k if k in sd else k.replace(".weight", ".base_layer.weight")
+        if key in sd:
+            t = sd[key].detach().float().flatten()
+            probe += [t.mean().item(), t.std().item()] + t[:4].tolist()
     config = {k: _jsonable(unet.config[k]) for k in _PROBE_CONFIG if k in unet.config}
-    config["in_channels"] = base_in
-    return {"config": config, "probe": probe}
+    return {"version": _FINGERPRINT_VERSION, "config": config, "probe": probe}
 
 
 def _jsonable(v):
     return list(v) if isinstance(v, (tuple, list)) else v
 
 
+def _comparable(fp: dict) -> tuple[dict, list]:
+    """Config and probe of a fingerprint; the first format also probed conv_in (6 values) and in_channels."""
+    config, probe = dict(fp.get("config", {})), list(fp.get("probe", []))
+    if "version" not in fp:
+        config.pop("in_channels", None)
+        probe = probe[6:]
+    return config, probe
+
+
 def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3) -> bool:
     """Whether two :func:`base_fingerprint` results describe the same base weights (up to a dtype cast)."""
-    if a.get("config") != b.get("config") or len(a.get("probe", [])) != len(b.get("probe", [])):
+    (ca, pa), (cb, pb) = _comparable(a), _comparable(b)
+    if ca != cb or len(pa) != len(pb) or not pa:
         return False
-    pa, pb = torch.tensor(a["probe"], dtype=torch.float64), torch.tensor(b["probe"], dtype=torch.float64)
+    pa, pb = torch.tensor(pa, dtype=torch.float64), torch.tensor(pb, dtype=torch.float64)
     return bool(torch.allclose(pa, pb, rtol=rtol, atol=atol))
 
 
-def prepare_unet(unet: torch.nn.Module, extra_channels: int = 4, rank: int = 4,
+def prepare_unet(unet: torch.nn.Module, extra_channels: int = AVATAR_CHANNELS, rank: int = 4,
                  targets: tuple[str, ...] = LORA_TARGETS, alpha: float | None = None,
                  seed: int = 0) -> torch.nn.Module:
-    """Widen ``conv_in`` and add fresh LoRA: the AMG model before training (output equal to the base's)."""
-    unet._amg_base_in_channels = int(unet.config.in_channels)
-    widen_conv_in(unet, extra_channels)
+    """Widen ``conv_in`` and add fresh LoRA: the AMG model before training (output equal to the base's).
+
+    A UNet that already takes the avatar latents (an exported AMG UNet) is not widened again.
+    """
+    if not is_widened(unet, extra_channels):
+        widen_conv_in(unet, extra_channels)
     add_lora(unet, rank=rank, alpha=alpha, targets=targets, seed=seed)
     return unet
 
 
-
 def save_adapter(unet: torch.nn.Module, directory: str | os.PathLike, fingerprint: dict,
-                 extra: dict | None = None) -> Path:
-    """Write ``adapter.safetensors`` (LoRA + ``conv_in``) and ``adapter.json`` into ``directory``.
+                 extra: dict | None = None, base_model_name_or_path: str | None = None) -> Path:
+    """Write the AMG adapter (LoRA + ``conv_in``) into ``directory`` in peft's layout.
 
-    ``adapter.json`` records the LoRA rank, alpha and targets, the base and widened ``conv_in``
-    channel counts and the base model's fingerprint; ``extra`` is stored alongside (e.g. the step).
+    ``adapter_config.json`` + ``adapter_model.safetensors`` are what ``PeftModel.save_pretrained``
+    writes (``conv_in`` as a module to save); ``amg_adapter.json`` records the base model's fingerprint,
+    ``conv_in``'s channel count and ``extra`` (e.g. the step).
     """
-    from safetensors.torch import save_file
-
-    lora = getattr(unet, "_amg_lora", None)
-    if lora is None:
+    if not has_lora(unet):
         raise AmgError("save_adapter: the UNet has no AMG LoRA; call prepare_unet or load_adapter first")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / ADAPTER_WEIGHTS) as tmp:
-        save_file(trainable_state_dict(unet), str(tmp))
-    config = {
-        "format": "amg-adapter/1",
-        "rank": lora["rank"], "alpha": lora["alpha"], "targets": lora["targets"],
-        "conv_in": {"base_in_channels": int(getattr(unet, "_amg_base_in_channels", 4)),
-                    "in_channels": int(unet.conv_in.in_channels)},
-        "base": fingerprint,
-        **(extra or {}),
-    }
-    write_json(directory / ADAPTER_CONFIG, config)
-    return directory
+    info = {"base": fingerprint, "conv_in": {"in_channels": int(unet.conv_in.in_channels)}, **(extra or {})}
+    return adapters.save_adapter(unet, directory, info=info, base_model_name_or_path=base_model_name_or_path)
 
 
 def load_adapter(unet: torch.nn.Module, directory: str | os.PathLike, fingerprint: dict) -> torch.nn.Module:
     """Turn a base UNet into the trained AMG UNet stored in ``directory``, in place.
 
+    ``directory`` is an adapter folder in peft's layout (or the first AMG format, loaded with a notice).
     ``fingerprint`` is the base model's (:attr:`VideoModel.fingerprint`); an adapter trained on another
-    base raises :class:`AmgError`. The UNet may be the plain base (it is widened and given LoRA here) or
-    one already prepared with the same shapes.
+    base raises :class:`AmgError`. The UNet may be the plain base (it is widened to the saved ``conv_in``
+    and given LoRA here) or one already prepared with the same shapes.
     """
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    cfg_path, weights_path = directory / ADAPTER_CONFIG, directory / ADAPTER_WEIGHTS
-    if not cfg_path.is_file() or not weights_path.is_file():
-        raise AmgError(f"{directory}: not an AMG adapter (expected {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
-    config = read_json(cfg_path)
-    try:
-        shape = {"rank": int(config["rank"]), "alpha": float(config["alpha"]), "targets": tuple(config["targets"]),
-                 "in_channels": int(config["conv_in"]["in_channels"])}
-        if not isinstance(config.get("base"), dict):
-            raise KeyError("base")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise AmgError(f"{cfg_path}: not an AMG adapter config ({type(e).__name__}: {e}); expected rank, alpha, "
-                       "targets, conv_in and base") from None
-    if not fingerprints_match(config["base"], fingerprint):
+    config, tensors, info = adapters.read_adapter(directory)
+    base = info.get("base")
+    if base is not None and not fingerprints_match(base, fingerprint):
         raise AmgError(f"{directory}: adapter was trained on a different base model than the one loaded")
-    if getattr(unet, "_amg_lora", None) is None:
-        unet._amg_base_in_channels = int(unet.config.in_channels)
-        widen_conv_in(unet, shape["in_channels"] - unet.conv_in.in_channels)
-        add_lora(unet, rank=shape["rank"], alpha=shape["alpha"], targets=shape["targets"])
-    try:
-        state = load_file(str(weights_path))
-    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise AmgError(f"{weights_path}: not a readable safetensors file ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else 'empty'})") from None
-    own = unet.state_dict()
-    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    missing = [k for k in trainable_state_dict(unet) if k not in state]
-    if bad or missing:
-        raise AmgError(f"{weights_path}: weights do not fit this UNet ({len(bad)} unexpected, "
-                       f"{len(missing)} missing tensors)")
-    unet.load_state_dict(state, strict=False)
+    saved_conv = tensors.get("conv_in.weight")
+    if saved_conv is not None and saved_conv.shape[1] > unet.conv_in.in_channels and not has_lora(unet):
+        widen_conv_in(unet, saved_conv.shape[1] - unet.conv_in.in_channels)
+    adapters.apply_adapter(unet, config, tensors, source=str(directory))
     return unet
 
 
-@contextlib.contextmanager
-def lora_scale(unet: torch.nn.Module, scale: float) -> Iterator[None]:
-    """Run the block with every LoRA layer scaled by ``scale`` (0 disables LoRA: the base model's output).
-
-    The ``requires_grad`` flags of the LoRA weights are left as they were.
-    """
-    layers = _lora_layers(unet)
-    flags = [(p, p.requires_grad) for m in layers for n, p in m.named_parameters() if "lora_" in n]
-    try:
-        for m in layers:
-            if scale == 0:
-                m.enable_adapters(False)
-            else:
-                m.enable_adapters(True)
-                m.set_scale(ADAPTER_NAME, scale)
-        yield
-    finally:
-        for m in layers:
-            m.enable_adapters(True)
-            m.set_scale(ADAPTER_NAME, 1.0)
-        for p, flag in flags:
-            p.requires_grad_(flag)
+# The context manager's first name; "lora_scale" also names the pipeline's LoRA strength.
+lora_scale = scaled_lora
 
 
 @torch.no_grad()

@@ -19,14 +19,20 @@ import numpy as np
 import torch
 
 from render.errors import AmgError
+from render.io import read_json, write_json
 from render.video import read_video, write_video
 
 from .data import to_model_range
 from .guidance import camera_free, classifier_free
-from .model import VideoModel, decode_latents, encode_prompt, encode_video, load_adapter, load_base, \
-    lora_scale as scaled_lora, move, prepare_unet
+from .adapters import has_lora, is_adapter_folder, lora_layers, scaled_lora, unload_lora
+from .model import VideoModel, decode_latents, encode_prompt, encode_video, load_adapter, load_base, move, \
+    prepare_unet, save_adapter
 
-__all__ = ["AMGPipeline", "save"]
+__all__ = ["AMGPipeline", "save", "MODEL_INDEX", "ADAPTER_FOLDER"]
+
+MODEL_INDEX = "model_index.json"
+# the unmerged export keeps the adapter in peft's layout beside the diffusers components
+ADAPTER_FOLDER = "adapter"
 
 
 class AMGPipeline:
@@ -46,21 +52,77 @@ class AMGPipeline:
     def from_pretrained(cls, base_folder: str | os.PathLike, adapter: str | os.PathLike | None = None,
                         device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                         rank: int = 4) -> "AMGPipeline":
-        """Load the base folder and the adapter directory (``adapter.safetensors`` + ``adapter.json``).
+        """Load a diffusers text-to-video folder and an adapter folder, or a folder :meth:`save_pretrained` wrote.
 
-        Without ``adapter`` the UNet is widened with zero avatar channels and given a fresh rank-``rank``
-        LoRA: the untrained AMG model, whose output equals the base model's.
-        ``dtype`` defaults to float16 on CUDA and float32 elsewhere.
+        ``adapter`` is a folder in peft's layout (``adapter_config.json`` + ``adapter_model.safetensors``)
+        or of the first AMG format. A folder written by :meth:`save_pretrained` brings its own adapter
+        (unmerged export) or has it merged into ``unet/`` (merged export). Without any adapter the UNet
+        is widened with zero avatar channels (unless it already takes them) and given a fresh
+        rank-``rank`` LoRA: for a base folder the untrained AMG model, whose output equals the base
+        model's. ``dtype`` defaults to float16 on CUDA and float32 elsewhere.
         """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         model = load_base(base_folder)
         if adapter is None:
+            index = Path(base_folder) / MODEL_INDEX
+            own = read_json(index).get("_amg_adapter") if index.is_file() else None
+            if own is not None:
+                adapter = Path(base_folder) / own
+        if adapter is None:
             prepare_unet(model.unet, rank=rank)
         else:
+            if not is_adapter_folder(adapter):
+                raise AmgError(f"{adapter}: not an AMG adapter folder (expected adapter_config.json and "
+                               f"adapter_model.safetensors)")
             load_adapter(model.unet, adapter, model.fingerprint)
         return cls(model, device=device, dtype=dtype)
+
+    def save_pretrained(self, folder: str | os.PathLike, merged: bool = False) -> Path:
+        """Write the whole model as a diffusers folder with ``model_index.json``; returns the folder.
+
+        ``vae/``, ``text_encoder/``, ``tokenizer/`` and ``scheduler/`` are the components' own
+        ``save_pretrained`` folders. ``merged=False``: ``unet/`` is the widened 8-channel
+        ``UNet3DConditionModel`` without LoRA and ``adapter/`` the adapter in peft's layout (LoRA and the
+        trained ``conv_in``), so ``PeftModel.from_pretrained(unet, folder / "adapter")`` restores it.
+        ``merged=True``: the LoRA is merged into the weights (as peft's ``merge_and_unload``) and ``unet/``
+        is a plain 8-channel ``UNet3DConditionModel``; no adapter folder. Weights are saved as float32.
+        Both load back with :meth:`from_pretrained`.
+        """
+        import copy
+
+        import diffusers
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        m = self.model
+        unet = copy.deepcopy(m.unet).to("cpu", torch.float32)
+        if merged:
+            unload_lora(unet, merge=True)
+        else:
+            if not has_lora(m.unet):
+                raise AmgError("save_pretrained(merged=False): the UNet has no LoRA to keep separate")
+            save_adapter(m.unet, folder / ADAPTER_FOLDER, m.fingerprint)
+            unload_lora(unet)
+        unet.save_pretrained(folder / "unet")
+        for name in ("vae", "text_encoder"):
+            copy.deepcopy(getattr(m, name)).to("cpu", torch.float32).save_pretrained(folder / name)
+        m.tokenizer.save_pretrained(folder / "tokenizer")
+        m.scheduler.save_pretrained(folder / "scheduler")
+        index = {
+            "_class_name": type(self).__name__,
+            "_diffusers_version": diffusers.__version__,
+            "scheduler": ["diffusers", type(m.scheduler).__name__],
+            "text_encoder": ["transformers", type(m.text_encoder).__name__],
+            "tokenizer": ["transformers", type(m.tokenizer).__name__],
+            "unet": ["diffusers", type(unet).__name__],
+            "vae": ["diffusers", type(m.vae).__name__],
+        }
+        if not merged:
+            index["_amg_adapter"] = ADAPTER_FOLDER
+        write_json(folder / MODEL_INDEX, index)
+        return folder
 
     def encode_avatar(self, avatar_video, height: int, width: int) -> torch.Tensor:
         """Latents ``(1, 4, F, h, w)`` of an avatar video: uint8 ``(F, H, W, 3)`` array/tensor or a video path."""

@@ -114,3 +114,33 @@ def test_adapter_folder_loads_and_save_writes_mp4(base, tmp_path):
         pipe("a man walks", _avatar().astype(np.float32), num_inference_steps=1, progress=False)
     with pytest.raises(AmgError, match="multiples of 2"):
         pipe("a man walks", _avatar(), height=15, num_inference_steps=1, progress=False)
+
+
+def test_save_pretrained_unmerged_and_merged_load_back(base, tmp_path):
+    import json
+
+    from diffusers import UNet3DConditionModel
+
+    pipe = AMGPipeline.from_pretrained(base, device="cpu")
+    _randomise_lora(pipe, avatar_channels=True)
+    want = pipe("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
+    pipe.save_pretrained(tmp_path / "unmerged")
+    pipe.save_pretrained(tmp_path / "merged", merged=True)
+    for name in ("unmerged", "merged"):
+        index = json.loads((tmp_path / name / "model_index.json").read_text())
+        assert index["_class_name"] == "AMGPipeline" and index["unet"] == ["diffusers", "UNet3DConditionModel"]
+        # unet/ is a plain diffusers UNet folder: 8 input channels, no peft keys
+        unet = UNet3DConditionModel.from_pretrained(tmp_path / name / "unet")
+        assert unet.config.in_channels == 8 and not any("lora" in k for k in unet.state_dict())
+    assert (tmp_path / "unmerged" / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "merged" / "adapter").exists()
+    again = AMGPipeline.from_pretrained(tmp_path / "unmerged", device="cpu")
+    got = again("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
+    assert (got - want).abs().max().item() <= 1e-5
+    merged = AMGPipeline.from_pretrained(tmp_path / "merged", device="cpu")
+    assert merged.model.unet.conv_in.in_channels == 8
+    got = merged("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
+    assert (got - want).abs().max().item() < 1e-4
+    untrained = AMGPipeline.from_pretrained(base, device="cpu")
+    off = untrained("a man walks", _avatar(), num_inference_steps=2, seed=4, output_type="latent", progress=False)
+    assert (off - want).abs().max().item() > 1e-3

@@ -22,7 +22,7 @@ __all__ = ["BackboneSpec", "Backbone", "freeze", "move", "encode_frames", "decod
            "MODULES"]
 
 # the components a backbone may hold that are torch modules (moved, cast and frozen together)
-MODULES = ("unet", "vae", "text_encoder", "image_encoder")
+MODULES = ("unet", "transformer", "vae", "text_encoder", "image_encoder")
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Backbone:
     image_encoder: torch.nn.Module | None = None
     feature_extractor: object | None = None
     fingerprint: dict = field(default_factory=dict)
+    #: the denoiser of diffusion-transformer families (Wan, CogVideoX), whose ``unet`` is None
+    transformer: torch.nn.Module | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The torch modules present, by component name."""

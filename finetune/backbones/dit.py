@@ -1,0 +1,64 @@
+"""What the diffusion-transformer families (Wan, CogVideoX) share: the widened patch embedding and a fingerprint.
+
+AMG's conditioning carries over to a DiT unchanged: the avatar video's VAE latents are concatenated
+with the noisy latents on the channel axis, so the patch embedding (the first layer that sees the
+channels) takes twice its channels; the new input channels start at zero so the widened model is
+exactly the base model until training moves them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..adapters import widen_input
+
+__all__ = ["widen_submodule", "dit_fingerprint", "fingerprints_match"]
+
+
+def widen_submodule(model: torch.nn.Module, name: str, extra_channels: int,
+                    config_key: str | None = "in_channels") -> torch.nn.Module:
+    """Replace ``model.<name>`` (a Conv or Linear layer) by :func:`finetune.adapters.widen_input` of it.
+
+    ``config_key`` (when given) is re-registered in the model's diffusers config as the new channel
+    count divided by what the layer's input holds per channel (1 for a convolution; the patch area for
+    CogVideoX's linear patch projection), so ``save_pretrained``/``from_pretrained`` round-trip.
+    """
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    per_channel = 1
+    if config_key is not None and isinstance(old, torch.nn.Linear):
+        per_channel = old.in_features // int(model.config[config_key])
+    setattr(parent, child, widen_input(old, extra_channels * per_channel))
+    if config_key is not None:
+        model.register_to_config(**{config_key: int(model.config[config_key]) + extra_channels})
+    return model
+
+
+def dit_fingerprint(model: torch.nn.Module, probe: tuple[str, ...], config_keys: tuple[str, ...]) -> dict:
+    """Architecture and a probe of frozen weights (tensors ``probe``, which widening/LoRA/training leave alone).
+
+    As :func:`finetune.model.base_fingerprint`: mean, std and first values of each probed tensor, so a
+    dtype cast still matches and another base does not.
+    """
+    sd = model.state_dict()
+    values = []
+    for k in probe:
+        key = k if k in sd else k.replace(".weight", ".base_layer.weight")
+        if key in sd:
+            t = sd[key].detach().float().flatten()
+            values += [t.mean().item(), t.std().item()] + t[:4].tolist()
+    config = {k: (list(v) if isinstance(v, (tuple, list)) else v) for k in config_keys
+              if (v := model.config.get(k)) is not None}
+    return {"version": 2, "class": type(model).__name__, "config": config, "probe": values}
+
+
+def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3) -> bool:
+    """Whether two :func:`dit_fingerprint` results describe the same base weights (up to a dtype cast)."""
+    if a.get("class") != b.get("class") or a.get("config") != b.get("config"):
+        return False
+    pa, pb = a.get("probe", []), b.get("probe", [])
+    if len(pa) != len(pb) or not pa:
+        return False
+    return bool(torch.allclose(torch.tensor(pa, dtype=torch.float64), torch.tensor(pb, dtype=torch.float64),
+                               rtol=rtol, atol=atol))

@@ -1,0 +1,1 @@
+"""Importers for other code bases' checkpoints (ModelScope / VGen and the official AMG release)."""

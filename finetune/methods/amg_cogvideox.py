@@ -1,0 +1,68 @@
+"""AMG on CogVideoX: ``[z_t, z_avatar]`` into the patch embedding (channels doubled), LoRA, v-prediction loss.
+
+CogVideoX is trained with v-prediction on a DDPM schedule (its ``CogVideoXDDIMScheduler``): the
+transformer predicts ``v = sqrt(a_t) noise - sqrt(1 - a_t) z0`` from ``z_t = sqrt(a_t) z0 + sqrt(1 - a_t) noise``.
+The avatar latents sit where CogVideoX-Fun's control latents do, so a Fun control checkpoint is a
+ready-widened base. Only LoRA and the patch embedding train; adapters are in peft's layout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from render.errors import AmgError
+
+from .. import adapters
+from ..backbones.cogvideox import COGVIDEOX_INPUT, COGVIDEOX_LORA_TARGETS, widen_patch_embed
+from ..backbones.dit import fingerprints_match
+from ..losses import v_target, weighted_mse
+
+__all__ = ["prepare_cogvideox", "v_prediction_loss", "save_cogvideox_adapter", "load_cogvideox_adapter",
+           "COGVIDEOX_NUM_FRAMES", "COGVIDEOX_HEIGHT", "COGVIDEOX_WIDTH", "COGVIDEOX_FPS"]
+
+# CogVideoX's native clip: 49 frames (4n + 1) at 480x720, 8 fps
+COGVIDEOX_NUM_FRAMES, COGVIDEOX_HEIGHT, COGVIDEOX_WIDTH, COGVIDEOX_FPS = 49, 480, 720, 8.0
+
+
+def prepare_cogvideox(transformer: torch.nn.Module, rank: int = 4, alpha: float | None = None,
+                      targets: tuple[str, ...] = COGVIDEOX_LORA_TARGETS, seed: int = 0) -> torch.nn.Module:
+    """Widen the patch embedding for the avatar latents (unless it already takes them, as a Fun control
+    model) and add fresh LoRA; the output equals the base transformer's."""
+    if int(transformer.config.in_channels) == int(transformer.config.out_channels):
+        widen_patch_embed(transformer, int(transformer.config.out_channels))
+    return adapters.add_lora(transformer, targets, rank=rank, alpha=alpha, seed=seed,
+                             modules_to_save=(COGVIDEOX_INPUT,))
+
+
+def save_cogvideox_adapter(transformer, directory: str | os.PathLike, fingerprint: dict,
+                           extra: dict | None = None) -> Path:
+    """Write the CogVideoX adapter (LoRA + patch embedding) in peft's layout with the base's fingerprint."""
+    info = {"base": fingerprint, "backbone": "cogvideox", "in_channels": int(transformer.config.in_channels),
+            **(extra or {})}
+    return adapters.save_adapter(transformer, directory, info=info)
+
+
+def load_cogvideox_adapter(transformer, directory: str | os.PathLike, fingerprint: dict):
+    """Load a CogVideoX adapter onto the base (widened to the saved patch embedding) or a prepared transformer."""
+    config, tensors, info = adapters.read_adapter(directory)
+    if info.get("base") is not None and not fingerprints_match(info["base"], fingerprint):
+        raise AmgError(f"{directory}: adapter was trained on a different base model than the one loaded")
+    saved = info.get("in_channels")
+    have = int(transformer.config.in_channels)
+    if saved is not None and int(saved) > have and not adapters.has_lora(transformer):
+        widen_patch_embed(transformer, int(saved) - have)
+    return adapters.apply_adapter(transformer, config, tensors, source=str(directory))
+
+
+def v_prediction_loss(transformer, scheduler, z0: torch.Tensor, z_avatar: torch.Tensor, text: torch.Tensor,
+                      gen: torch.Generator) -> torch.Tensor:
+    """v-prediction loss on latents ``(B, f, C, h, w)`` and text ``(B, L, D)``; draws from ``gen`` on the CPU."""
+    noise = torch.randn(z0.shape, generator=gen).to(z0.device, z0.dtype)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (z0.shape[0],), generator=gen).to(z0.device)
+    zt = scheduler.add_noise(z0, noise, t)
+    pred = transformer(hidden_states=torch.cat([zt, z_avatar], dim=2), encoder_hidden_states=text, timestep=t,
+                       return_dict=False)[0]
+    return weighted_mse(pred, v_target(scheduler.alphas_cumprod, z0, noise, t))

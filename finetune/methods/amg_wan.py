@@ -1,0 +1,161 @@
+"""AMG on Wan: ``[z_t, z_avatar]`` into the patch embedding (16 -> 32 channels), LoRA, flow-matching loss.
+
+The transformer sees the noisy video latents and the avatar video's latents (Wan's VAE, normalised)
+on the channel axis, and the caption's UMT5 embedding, and learns the flow ``noise - z0`` at
+``z_s = (1 - s) z0 + s noise`` (timestep ``1000 s``), as Wan was trained. Only the LoRA on the
+attention projections and the widened patch embedding train; the adapter is written in peft's
+layout with ``patch_embedding`` as a module to save (:mod:`finetune.adapters`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from render.errors import AmgError
+
+from .. import adapters
+from ..backbones.dit import fingerprints_match
+from ..backbones.wan import WAN_INPUT, WAN_LORA_TARGETS, encode_video_wan, load_wan, widen_patch_embedding
+from ..data import ClipDataset
+from ..losses import flow_matching, weighted_mse
+from .base import ClipSettings, Method
+
+__all__ = ["prepare_wan", "flow_matching_loss", "shift_sigmas", "load_wan_adapter", "save_wan_adapter",
+           "AmgWanMethod", "WanSample", "WanLatentDataset", "WAN_NUM_FRAMES", "WAN_HEIGHT", "WAN_WIDTH", "WAN_FPS"]
+
+# Wan 2.1's native clip: 81 frames (4n + 1) at 480x832, 16 fps
+WAN_NUM_FRAMES, WAN_HEIGHT, WAN_WIDTH, WAN_FPS = 81, 480, 832, 16.0
+
+
+def prepare_wan(transformer: torch.nn.Module, rank: int = 4, alpha: float | None = None,
+                targets: tuple[str, ...] = WAN_LORA_TARGETS, seed: int = 0) -> torch.nn.Module:
+    """Widen the patch embedding for the avatar latents (unless it already takes them) and add fresh LoRA.
+
+    The result's output equals the base transformer's for any avatar latents (zero new weights, LoRA B
+    zero). ``rank`` 4 is AMG's; DiT LoRA is usually 16-64.
+    """
+    if int(transformer.config.in_channels) == int(transformer.config.out_channels):
+        widen_patch_embedding(transformer, int(transformer.config.out_channels))
+    return adapters.add_lora(transformer, targets, rank=rank, alpha=alpha, seed=seed, modules_to_save=(WAN_INPUT,))
+
+
+def save_wan_adapter(transformer: torch.nn.Module, directory: str | os.PathLike, fingerprint: dict,
+                     extra: dict | None = None) -> Path:
+    """Write the Wan adapter (LoRA + patch embedding) in peft's layout with the base's fingerprint."""
+    info = {"base": fingerprint, "backbone": "wan", "in_channels": int(transformer.config.in_channels), **(extra or {})}
+    return adapters.save_adapter(transformer, directory, info=info)
+
+
+def load_wan_adapter(transformer: torch.nn.Module, directory: str | os.PathLike, fingerprint: dict) -> torch.nn.Module:
+    """Load a Wan adapter onto the base (widening it to the saved patch embedding) or a prepared transformer."""
+    config, tensors, info = adapters.read_adapter(directory)
+    if info.get("base") is not None and not fingerprints_match(info["base"], fingerprint):
+        raise AmgError(f"{directory}: adapter was trained on a different base model than the one loaded")
+    saved = tensors.get(f"{WAN_INPUT}.weight")
+    have = transformer.patch_embedding.in_channels
+    if saved is not None and saved.shape[1] > have and not adapters.has_lora(transformer):
+        widen_patch_embedding(transformer, saved.shape[1] - have)
+    return adapters.apply_adapter(transformer, config, tensors, source=str(directory))
+
+
+def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
+    """Flow-matching time shift ``shift s / (1 + (shift - 1) s)`` (Wan/SD3 sample more noisy levels)."""
+    return shift * s / (1 + (shift - 1) * s)
+
+
+def flow_matching_loss(transformer: torch.nn.Module, z0: torch.Tensor, z_avatar: torch.Tensor, text: torch.Tensor,
+                       gen: torch.Generator, shift: float = 1.0, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Flow-matching loss on latents ``z0``/``z_avatar`` ``(B, 16, f, h, w)`` and text ``(B, L, D)``.
+
+    Draws the noise and ``s ~ U(0, 1)`` (shifted by ``shift``) from ``gen`` on the CPU; the transformer
+    predicts ``noise - z0`` from ``[z_s, z_avatar]`` at timestep ``num_train_timesteps * s``.
+    """
+    noise = torch.randn(z0.shape, generator=gen).to(z0.device, z0.dtype)
+    s = shift_sigmas(torch.rand(z0.shape[0], generator=gen), shift).to(z0.device)
+    zs, target = flow_matching(z0, noise, s)
+    pred = transformer(hidden_states=torch.cat([zs, z_avatar], dim=1), timestep=s * num_train_timesteps,
+                       encoder_hidden_states=text, return_dict=False)[0]
+    return weighted_mse(pred, target)
+
+
+@dataclass
+class WanSample:
+    """An encoded clip: ``video`` and ``avatar`` latents ``(16, f, h, w)``, caption embedding ``text`` ``(L, D)``."""
+
+    video: torch.Tensor
+    avatar: torch.Tensor
+    text: torch.Tensor
+
+
+class WanLatentDataset(torch.utils.data.Dataset):
+    """Clips of a manifest encoded with Wan's VAE and UMT5 (each clip once, kept in memory)."""
+
+    def __init__(self, clips: ClipDataset, backbone, max_sequence_length: int):
+        if (clips.num_frames - 1) % backbone.vae.config.scale_factor_temporal:
+            raise AmgError(f"num_frames={clips.num_frames}: Wan needs 4n + 1 frames (e.g. 81)")
+        self.clips, self.backbone, self.max_len = clips, backbone, max_sequence_length
+        self._cache: dict[int, WanSample] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> WanSample:
+        if i not in self._cache:
+            from ..pipelines.amg_wan import encode_prompt_wan
+
+            c, b = self.clips[i], self.backbone
+            text = encode_prompt_wan(b.text_encoder, b.tokenizer, [c.caption], self.max_len)[0]
+            self._cache[i] = WanSample(video=encode_video_wan(b.vae, c.video[None])[0].cpu(),
+                                       avatar=encode_video_wan(b.vae, c.avatar[None])[0].cpu(), text=text.cpu())
+        return self._cache[i]
+
+
+class AmgWanMethod(Method):
+    """AMG's avatar-conditioned LoRA fine-tuning of a Wan text-to-video backbone (``method=amg_wan``)."""
+
+    name = "amg_wan"
+    families = ("wan",)
+
+    def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512):
+        self.rank, self.shift, self.max_sequence_length = rank, shift, max_sequence_length
+
+    def options(self) -> dict:
+        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length}
+
+    def load_backbone(self, folder):
+        return load_wan(folder)
+
+    def setup(self, folder, device, dtype, seed):
+        self.backbone = b = self.load_backbone(folder)
+        self.trained = prepare_wan(b.transformer, rank=self.rank, seed=seed)
+        b.to(device, dtype)
+
+    def trainable_parameters(self):
+        m = self.trained
+        m.requires_grad_(False)
+        params = [p for n, p in m.named_parameters() if "lora_" in n or n.startswith(f"{WAN_INPUT}.")]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def dataset(self, manifest, clips: ClipSettings):
+        data = ClipDataset(manifest, num_frames=clips.num_frames, height=clips.height, width=clips.width,
+                           fps=clips.fps)
+        return WanLatentDataset(data, self.backbone, self.max_sequence_length)
+
+    def collate(self, samples):
+        return WanSample(*(torch.stack([getattr(s, k) for s in samples]) for k in ("video", "avatar", "text")))
+
+    def loss(self, batch, gen, device, dtype):
+        return flow_matching_loss(self.trained, batch.video.to(device, dtype), batch.avatar.to(device, dtype),
+                                  batch.text.to(device, dtype), gen, shift=self.shift)
+
+    def save(self, directory, extra=None):
+        return save_wan_adapter(self.unwrapped(), directory, self.backbone.fingerprint, extra=extra)
+
+    def restore(self, directory):
+        load_wan_adapter(self.unwrapped(), directory, self.backbone.fingerprint)

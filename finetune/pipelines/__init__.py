@@ -1,0 +1,1 @@
+"""Sampling pipelines, one readable ``__call__`` per method and backbone."""

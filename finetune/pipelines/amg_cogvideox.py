@@ -1,0 +1,142 @@
+"""Sampling AMG on CogVideoX: a ``CogVideoXPipeline`` whose loop feeds ``[z_t, z_avatar]`` on the channel axis.
+
+:class:`AMGCogVideoXPipeline` keeps diffusers' ``CogVideoXPipeline`` (components, ``encode_prompt``,
+``prepare_latents``, rotary embeddings, ``decode_latents``, offload and VAE tiling) and its loop, with
+the avatar video's latents concatenated after the noisy latents in both CFG branches (one batched
+call, as the stock loop), exactly where CogVideoX-Fun puts its control latents. With LoRA off and zero
+avatar channels it reproduces the stock ``CogVideoXPipeline``; on a Fun control folder it reproduces
+``CogVideoXFunControlPipeline`` with the avatar video as the control video.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import CogVideoXPipeline
+
+from render.errors import AmgError
+from render.video import read_video
+
+from ..adapters import has_lora, scaled_lora, unload_lora
+from ..backbones.cogvideox import encode_video_cogvideox, load_cogvideox
+from ..data import to_model_range
+from ..methods.amg_cogvideox import load_cogvideox_adapter, prepare_cogvideox, save_cogvideox_adapter
+
+__all__ = ["AMGCogVideoXPipeline"]
+
+
+class AMGCogVideoXPipeline(CogVideoXPipeline):
+    """CogVideoX text-to-video with AMG's avatar conditioning (patch embedding channels doubled, LoRA)."""
+
+    base_fingerprint: dict = {}
+
+    @classmethod
+    def from_base(cls, folder: str | os.PathLike, adapter: str | os.PathLike | None = None, rank: int = 4,
+                  device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "AMGCogVideoXPipeline":
+        """Load a CogVideoX (or CogVideoX-Fun control) folder and an adapter folder (peft layout); without
+        one, fresh LoRA of ``rank`` and, for a plain base, zero avatar channels. ``dtype``: bf16 on CUDA."""
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        b = load_cogvideox(folder, dtype=dtype)
+        if adapter is None:
+            prepare_cogvideox(b.transformer, rank=rank)
+        else:
+            load_cogvideox_adapter(b.transformer, adapter, b.fingerprint)
+        pipe = cls(tokenizer=b.tokenizer, text_encoder=b.text_encoder, vae=b.vae, transformer=b.transformer.to(dtype),
+                   scheduler=b.scheduler)
+        pipe.base_fingerprint = b.fingerprint
+        return pipe.to(device)
+
+    def save_adapter(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the adapter (LoRA + patch embedding) in peft's layout."""
+        return save_cogvideox_adapter(self.transformer, directory, self.base_fingerprint, extra=extra)
+
+    def save_pretrained(self, folder: str | os.PathLike, merged: bool = False, **kw) -> None:
+        """diffusers' layout with a plain widened transformer; LoRA merged (``merged``) or in ``adapter/``."""
+        live = self.transformer
+        self.register_modules(transformer=unload_lora(copy.deepcopy(live), merge=merged))
+        try:
+            super().save_pretrained(folder, **kw)
+        finally:
+            self.register_modules(transformer=live)
+        if not merged and has_lora(live):
+            self.save_adapter(Path(folder) / "adapter")
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, avatar_video, negative_prompt: str = "", height: int | None = None,
+                 width: int | None = None, num_inference_steps: int = 50, guidance_scale: float = 6.0,
+                 generator: torch.Generator | None = None, latents: torch.Tensor | None = None, eta: float = 0.0,
+                 lora_scale: float = 1.0, max_sequence_length: int = 226, output_type: str = "np",
+                 progress: bool = True):
+        """Generate a video following ``prompt`` with the motion of ``avatar_video``.
+
+        ``avatar_video``: uint8 ``(F, H, W, 3)`` or a path, ``F = 4n + 1`` (CogVideoX: 49 at 480x720).
+        ``lora_scale``: LoRA strength (0: the base transformer). ``output_type``: ``"np"`` float32
+        ``(F, H, W, 3)`` in [0, 1], ``"uint8"`` or ``"latent"`` (``(1, f, C, h, w)``).
+        """
+        if output_type not in ("np", "uint8", "latent"):
+            raise AmgError(f"output_type={output_type!r}: expected 'np', 'uint8' or 'latent'")
+        if isinstance(avatar_video, (str, os.PathLike)):
+            avatar_video = read_video(avatar_video)[0]
+        frames = np.asarray(avatar_video.cpu() if torch.is_tensor(avatar_video) else avatar_video)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise AmgError(f"avatar_video {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
+        num_frames = frames.shape[0]
+        if (num_frames - 1) % self.vae_scale_factor_temporal:
+            raise AmgError(f"avatar_video has {num_frames} frames: CogVideoX needs 4n + 1 (e.g. 49)")
+        if self.transformer.config.patch_size_t is not None:
+            raise AmgError("CogVideoX 1.5 (temporal patches) is not supported by this sampler yet")
+        height, width = height or frames.shape[1], width or frames.shape[2]
+        self._guidance_scale, self._attention_kwargs, self._current_timestep, self._interrupt = \
+            guidance_scale, None, None, False
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+
+        # 1. Condition: [negative; positive] text and the avatar latents (both branches see them).
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt, negative_prompt, do_cfg, max_sequence_length=max_sequence_length, device=device)
+        if do_cfg:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+        z_avatar = encode_video_cogvideox(self.vae, to_model_range(frames, height, width)[None])
+        z_avatar = z_avatar.to(device, prompt_embeds.dtype)
+        z_avatar = torch.cat([z_avatar] * 2) if do_cfg else z_avatar
+
+        # 2. Timesteps, initial noise (the VAE's latent channels), rotary embeddings.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        latents = self.prepare_latents(1, self.vae.config.latent_channels, num_frames, height, width,
+                                       prompt_embeds.dtype, device, generator, latents)
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        image_rotary_emb = (self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
+                            if self.transformer.config.use_rotary_positional_embeddings else None)
+
+        # 3. Denoise (v-prediction; the scheduler turns v into the DDIM update).
+        self.set_progress_bar_config(disable=not progress)
+        with self.progress_bar(total=len(timesteps)) as bar, scaled_lora(self.transformer, lora_scale):
+            for t in timesteps:
+                self._current_timestep = t
+                x = torch.cat([latents] * 2) if do_cfg else latents
+                x = self.scheduler.scale_model_input(x, t)
+                x = torch.cat([x, z_avatar], dim=2)
+                noise_pred = self.transformer(hidden_states=x, encoder_hidden_states=prompt_embeds,
+                                              timestep=t.expand(x.shape[0]), image_rotary_emb=image_rotary_emb,
+                                              return_dict=False)[0].float()
+                if do_cfg:
+                    uncond, text = noise_pred.chunk(2)
+                    noise_pred = uncond + guidance_scale * (text - uncond)
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                latents = latents.to(prompt_embeds.dtype)
+                bar.update()
+        self._current_timestep = None
+        if output_type == "latent":
+            return latents
+
+        # 4. Decode; [-1, 1] -> [0, 1] -> (F, H, W, 3).
+        video = self.decode_latents(latents).float()
+        out = (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
+        self.maybe_free_model_hooks()
+        return (out * 255).round().astype(np.uint8) if output_type == "uint8" else out
