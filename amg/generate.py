@@ -144,9 +144,11 @@ class DiTVideoGenerator:
                  masks: np.ndarray | None = None, depth: np.ndarray | None = None) -> np.ndarray:
         """``(F,H,W,3)`` uint8 video from the avatar video ``(F,H,W,3)`` uint8, person ids ``masks (F,H,W)``
         and metric ``depth (F,H,W)``."""
+        from omegaconf import OmegaConf
+
         from finetune.pipelines.select import generate_video
 
-        return generate_video(self.cfg, scene_prompt, avatar_video, masks=masks, depth=depth, seed=seed,
+        return generate_video(OmegaConf.create(self.cfg), scene_prompt, avatar_video, masks=masks, depth=depth, seed=seed,
                               progress=progress)
 
 

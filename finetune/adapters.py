@@ -238,6 +238,10 @@ def _read_legacy(d: Path, adapter_name: str):
     from peft import LoraConfig
 
     old = read_json(d / LEGACY_CONFIG)
+    missing = [k for k in ("rank", "alpha", "targets") if not isinstance(old, dict) or k not in old]
+    if missing:
+        raise AmgError(f"{d / LEGACY_CONFIG}: not an AMG adapter config (missing {', '.join(missing)}); expected "
+                       "rank, alpha and targets")
     log.warning("%s: adapter in the first AMG format (%s); loading it, re-save it to get peft's layout",
                 d, LEGACY_CONFIG)
     saved = _load_tensors(d / LEGACY_WEIGHTS)
