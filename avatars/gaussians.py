@@ -11,9 +11,10 @@ turned by the blended joint rotation, so splats stay tangent to the limbs they s
 translation are applied (HumanGaussian's animation drops them).
 
 Regions are found from the skin weights and the rest-pose joints, so the same code dresses the embedded
-default body and SMPL / SMPL-X bodies.
+default body and SMPL / SMPL-X bodies. The garment painting is :mod:`avatars.dress`, the surface sampling
+and binding :mod:`avatars.surface`, the PLY of the plain Gaussians :mod:`render.ply`; an avatar's PLY comes
+with a sidecar holding its binding to the body.
 """
-
 
 from __future__ import annotations
 
@@ -298,12 +299,15 @@ def _weights(body) -> torch.Tensor:
 
 
 def _avatar_colors(g: Gaussians) -> torch.Tensor:
-    """A loaded PLY's colours for an avatar: its SH coefficients ``(N,K,3)`` when any rest coefficient is
-    non-zero (view-dependent colour is kept), else the plain RGB ``(N,3)`` they amount to."""
+    """A loaded PLY's colours for an avatar: its SH coefficients ``(N,K,3)`` up to the highest degree with
+    a non-zero coefficient (view-dependent colour is kept, zero padding dropped), or the plain RGB ``(N,3)``
+    they amount to when every rest coefficient is zero."""
     c = g.colors.float()
-    if c.dim() == 3 and not bool((c[:, 1:] != 0).any()):
-        return sh_to_rgb(c[:, 0])
-    return c
+    if c.dim() == 2:
+        return c
+    deg = max((d for d in range(1, 4) if (d + 1) ** 2 <= c.shape[1] and bool((c[:, d * d:(d + 1) ** 2] != 0).any())),
+              default=0)
+    return sh_to_rgb(c[:, 0]) if deg == 0 else c[:, :(deg + 1) ** 2]
 
 
 # Names these helpers had before they moved to avatars.surface / avatars.dress, kept for old imports.

@@ -235,26 +235,33 @@ def sh_to_rgb(dc: torch.Tensor) -> torch.Tensor:
     return (dc * _SH_C0 + 0.5).clamp(0.0, 1.0)
 
 
-def rotate_sh(coeffs: torch.Tensor, rotations: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+def rotate_sh(coeffs: torch.Tensor, rotations: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """SH coefficients ``(N,K,3)`` of Gaussians turned by ``rotations (N,3,3)``: the result seen from a
     direction ``d`` has the colour the input has from ``R^T d``, so view-dependent colour turns with a
     Gaussian (a posed avatar's limbs).
 
-    Each degree's band rotates within itself; the rotation is solved exactly by least squares on 64
-    directions, with the basis read off :func:`eval_sh` (the one place the SH polynomials are written).
+    Each Gaussian's colour is evaluated (:func:`eval_sh`, the one place the SH polynomials are written) at
+    25 directions turned back by ``R``, and the coefficients giving those colours at the unturned
+    directions are solved by least squares; rotation keeps each degree's band, so the fit is exact.
     """
     K = coeffs.shape[1]
     if K == 1:
         return coeffs
     dt = torch.float64
-    D = _fibonacci_dirs(64, coeffs.device)
-    P = torch.linalg.pinv(_sh_basis(D, K))  # (K,64)
-    R = rotations.to(dt)
+    D = _fibonacci_dirs(25, coeffs.device)
+    P = torch.linalg.pinv(_sh_basis(D, K))  # (K,S): colours at D -> coefficients
+    S, R = len(D), rotations.to(dt)
     out = []
     for s in range(0, coeffs.shape[0], chunk):
-        Rs = R[s:s + chunk]
-        Br = _sh_basis((D @ Rs).reshape(-1, 3), K).reshape(len(Rs), len(D), K)  # rows: basis at R^T d
-        out.append(P @ (Br @ coeffs[s:s + chunk].to(dt)))
+        c = coeffs[s:s + chunk].to(dt)
+        n = len(c)
+        # every basis function stays within +-1.1: a DC lift of 2 sum|c| + 1 keeps eval_sh off its clamp
+        lift = 2 * c.abs().sum(1) + 1  # (n,3)
+        lifted = c.clone()
+        lifted[:, 0] += lift / _SH_C0
+        dirs = (D @ R[s:s + chunk]).reshape(-1, 3)  # rows: R^T d for each Gaussian and direction
+        vals = eval_sh(lifted[:, None].expand(n, S, K, 3).reshape(n * S, K, 3), dirs).reshape(n, S, 3)
+        out.append(P @ (vals - 0.5 - lift[:, None]))
     out = torch.cat(out).to(coeffs.dtype)
     out[:, 0] = coeffs[:, 0]  # the DC band is rotation-invariant: keep it bit for bit
     return out

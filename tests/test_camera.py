@@ -252,3 +252,14 @@ def test_one_default_camera():
     assert torch.allclose(cam.center, torch.tensor(DEFAULT_EYE, dtype=torch.float64))
     for path in (static_camera(), CameraPath.zoom(3), CameraPath.pan(3), CameraPath.dolly(3)):
         assert_same_camera(path[0], cam, 1e-12)
+
+
+def test_fov_across_either_side():
+    from reconstruction.video import default_camera as video_camera
+
+    assert torch.allclose(intrinsics_from_fov(50.0, 512, 256, side="long"), video_camera(512, 256).K)
+    assert torch.allclose(intrinsics_from_fov(50.0, 256, 512, side="long"), video_camera(256, 512).K)
+    K = intrinsics_from_fov(90.0, 200, 100, side="horizontal")
+    assert math.isclose(float(K[0, 0]), 100.0, rel_tol=1e-12) and float(K[1, 2]) == 50.0
+    with pytest.raises(AmgError, match="side"):
+        intrinsics_from_fov(50.0, 10, 10, side="diagonal")

@@ -243,3 +243,12 @@ def test_render_app_writes_each_avatar_ply(tmp_path):
         assert f"avatar{i}.ply" in written and f"avatar{i}.npz" in written
         bound = np.load(tmp_path / f"avatar{i}.npz")["face_ids"]
         assert len(inria_load_ply(tmp_path / f"avatar{i}.ply")["xyz"]) == len(bound) >= 400
+
+
+def test_sh_avatar_saved_at_degree_3_comes_back_at_its_own_degree(body, tmp_path):
+    av = GaussianAvatar.from_body(body, "a person", num_gaussians=300, seed=0)
+    av.colors = torch.randn(len(av), 4, 3, generator=torch.Generator().manual_seed(0)) * 0.2
+    path = av.save(tmp_path / "sh.ply")  # degree 3 on disk: 45 f_rest, the last 36 zero
+    assert len(inria_load_ply(path)["features_rest"][0]) == 15
+    back = GaussianAvatar.load(path, body)
+    assert torch.equal(back.colors, av.colors)

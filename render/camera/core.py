@@ -50,9 +50,22 @@ def _as_tensor(x, what: str, size: int | None = None) -> torch.Tensor:
     return t
 
 
-def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> torch.Tensor:
-    """Centred pinhole ``K (3,3)`` with vertical field of view ``fov_deg`` and square pixels."""
-    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+def _perspective(pc: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pixels ``(..., N, 2)`` of camera-space points ``pc (..., N, 3)`` through ``K (..., 3, 3)``; points at
+    z = 0 are pushed to 1e-12 m so the division stays finite (callers mask depth <= 0)."""
+    z = pc[..., 2]
+    zs = torch.where(z.abs() < 1e-12, torch.full_like(z, 1e-12), z)
+    return (pc[..., :2] / zs[..., None]) @ K[..., :2, :2].transpose(-1, -2) + K[..., None, :2, 2]
+
+
+def intrinsics_from_fov(fov_deg: float, width: int, height: int, side: str = "vertical") -> torch.Tensor:
+    """Centred pinhole ``K (3,3)`` with square pixels and field of view ``fov_deg`` (degrees) across
+    ``side``: ``"vertical"`` (the height; three.js, nerfstudio and our look-at cameras), ``"horizontal"``
+    (the width) or ``"long"`` (the longer side; the convention for uncalibrated video)."""
+    sides = {"vertical": height, "horizontal": width, "long": max(width, height)}
+    if side not in sides:
+        raise AmgError(f"intrinsics_from_fov: side {side!r}: expected vertical, horizontal or long")
+    f = 0.5 * sides[side] / math.tan(math.radians(fov_deg) / 2)
     return torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=_DTYPE)
 
 
@@ -165,8 +178,7 @@ class Camera:
         pc = self.world_to_camera(points)
         z = pc[..., 2]
         K = self.K.to(points.dtype)
-        zs = torch.where(z.abs() < 1e-12, torch.full_like(z, 1e-12), z)
-        uv = (pc[..., :2] / zs[..., None]) @ K[:2, :2].T + K[:2, 2]
+        uv = _perspective(pc, K)
         return uv, z
 
     def unproject(self, uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import AmgError
-from .core import _DTYPE, Camera, _as_tensor, _t
+from .core import _DTYPE, Camera, _as_tensor, _perspective, _t
 from .formats import PathFormats
 from .generators import PathGenerators
 
@@ -82,8 +82,7 @@ class CameraPath(PathGenerators, PathFormats):
         R, t, K = self.R.to(points.dtype), self.t.to(points.dtype), self.K.to(points.dtype)
         pc = points @ R.transpose(-1, -2) + t[:, None]
         z = pc[..., 2]
-        zs = torch.where(z.abs() < 1e-12, torch.full_like(z, 1e-12), z)
-        uv = (pc[..., :2] / zs[..., None]) @ K[:, :2, :2].transpose(-1, -2) + K[:, None, :2, 2]
+        uv = _perspective(pc, K)
         return uv, z
 
     def resize(self, width: int, height: int) -> "CameraPath":
