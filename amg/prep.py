@@ -22,19 +22,19 @@ import logging
 import os
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 from tqdm.auto import tqdm
 
-from avatars.motion import Motion
 from avatars.scene import Person, render_scene, save_scene
+from finetune.data import ClipRecord, read_manifest, write_manifest
 from render.camera import CameraPath
 from render.errors import AmgError
-from render.io import atomic_path, read_json, write_json, write_meta
+from render.io import read_json, write_json, write_meta
 from render.video import write_video
 
 from .build import build_body, config_dict, report_errors
@@ -98,7 +98,7 @@ class ClipStages:
 def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
-    from reconstruction import extract_people
+    from reconstruction import ExtractionResult, extract_people
 
     stages = ClipStages(clip_dir)
     # temporary files of a killed run (atomic writes that never got renamed): only this job writes here
@@ -119,12 +119,9 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         res.save(clip_dir / "tracks")  # motion_<id>.npz, cameras.json, keypoints.npz, meta.json
         stages.mark("tracks", k_tracks, ["tracks/meta.json", "tracks/cameras.json", "tracks/keypoints.npz"]
                     + [f"tracks/motion_{t}.npz" for t in res.track_ids])
-    with np.load(clip_dir / "tracks" / "keypoints.npz") as kp:
-        track_ids = [int(t) for t in kp["track_ids"]]
-        keypoints = {t: kp[f"keypoints_{t}"] for t in track_ids}
-        masks = kp["masks"] if "masks" in kp.files else None
-    motions = [Motion.load(clip_dir / "tracks" / f"motion_{t}.npz") for t in track_ids]
-    cameras = CameraPath.load(clip_dir / "tracks" / "cameras.json")
+    tracks = ExtractionResult.load(clip_dir / "tracks")
+    track_ids, motions, cameras, masks = tracks.track_ids, tracks.motions, tracks.cameras, tracks.masks
+    keypoints = dict(zip(track_ids, tracks.keypoints))
 
     k_cap = _key(k_tracks, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
@@ -145,11 +142,11 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
                            seed=int(cfg.seed), progress=False)
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
         stages.mark("render", k_render, [p.name for p in written.values()])
-    record = {"video": str(clip_dir / "clip.mp4"), "avatar": str(clip_dir / "avatar.mp4"),
-              "caption": captions["scene"], "frames": [0, len(clip.frames)], "fps": clip.fps,
-              "appearance": captions["appearance"], "people": len(motions)}
+    record = ClipRecord(video=str(clip_dir / "clip.mp4"), avatar=str(clip_dir / "avatar.mp4"),
+                        caption=captions["scene"], frames=(0, len(clip.frames)), fps=float(clip.fps),
+                        appearance=tuple(captions["appearance"]), people=len(motions))
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
-               seed=int(cfg.seed), record=record)
+               seed=int(cfg.seed), record=record.to_json())
     return record
 
 
@@ -179,7 +176,7 @@ def run(cfg: DictConfig, job: str) -> dict:
     manifest = write_records(out / "manifests" / f"{job}.jsonl", records)
     reasons: dict[str, int] = {}
     for f in failures:
-        why = f["reason"].split(":")[0][:80]
+        why = f["reason"]
         reasons[why] = reasons.get(why, 0) + 1
     summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
                "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
@@ -218,17 +215,12 @@ def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captio
     return records, failures
 
 
-def write_records(path: Path, records: list[dict]) -> Path:
+def write_records(path: Path, records: list[ClipRecord]) -> Path:
     """Write manifest records atomically, their clip paths relative to the manifest's own folder."""
-    lines = []
-    for r in records:
-        r = dict(r)
-        for k in ("video", "avatar"):
-            r[k] = os.path.relpath(Path(r[k]).resolve(), path.parent.resolve())
-        lines.append(json.dumps(r) + "\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(lines))
-    return path
+    base = path.parent.resolve()
+    rel = [replace(r, video=os.path.relpath(Path(r.video).resolve(), base),
+                   avatar=os.path.relpath(Path(r.avatar).resolve(), base)) for r in records]
+    return write_manifest(path, rel)
 
 
 def merge_manifests(out_dir: str | Path) -> Path:
@@ -236,11 +228,8 @@ def merge_manifests(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     records = []
     for f in sorted((out / "manifests").glob("*.jsonl")):
-        for line in f.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                r["video"], r["avatar"] = (str(f.parent / r[k]) for k in ("video", "avatar"))
-                records.append(r)
+        if f.read_text().strip():  # a job that kept no clip writes an empty manifest
+            records.extend(read_manifest(f))
     return write_records(out / "manifest.jsonl", records)
 
 

@@ -254,7 +254,7 @@ class AttributeCaptioner(Captioner):
         self.min_confidence = min_confidence
         self.min_pixels = min_pixels
 
-    def regions(self, keypoints: np.ndarray, height: int, width: int) -> dict[str, np.ndarray]:
+    def regions(self, keypoints: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
         """Boolean masks ``(H,W)`` of ``upper`` (torso), ``lower`` (legs) and ``feet`` from ``(33,3)`` landmarks."""
         kp = np.asarray(keypoints, dtype=np.float32)
         ok = kp[:, 2] >= self.min_confidence
@@ -297,7 +297,7 @@ class AttributeCaptioner(Captioner):
         """Dominant colour name per region of one frame (regions too small or unseen are left out)."""
         H, W = image.shape[:2]
         out = {}
-        for name, region in self.regions(keypoints, H, W).items():
+        for name, region in self.regions(keypoints, W, H).items():
             if mask is not None:
                 region = region & (np.asarray(mask) > 0.5)
             if region.sum() >= self.min_pixels:

@@ -85,6 +85,35 @@ class ExtractionResult:
                    seconds=self.seconds)
         return out
 
+    @classmethod
+    def load(cls, directory: str | Path) -> "ExtractionResult":
+        """Read back what :meth:`save` wrote (motions, cameras, keypoints, boxes, world landmarks, masks,
+        flags, residuals); ``fits`` stay empty.
+
+        Raises:
+            AmgError: a missing or unreadable file.
+        """
+        from avatars.motion import Motion
+        from render.io import read_json
+
+        d = Path(directory)
+        path = d / "keypoints.npz"
+        if not path.is_file():
+            raise AmgError(f"{path}: no such file; expected the keypoints ExtractionResult.save writes")
+        try:
+            with np.load(path) as kp:
+                arrays = {k: kp[k] for k in kp.files}
+        except (OSError, ValueError) as e:
+            raise AmgError(f"{path}: not a readable npz ({e})") from None
+        ids = [int(t) for t in arrays.pop("track_ids")]
+        meta = read_json(d / "meta.json")
+        return cls(motions=[Motion.load(d / f"motion_{t}.npz") for t in ids],
+                   cameras=CameraPath.load(d / "cameras.json"),
+                   keypoints=[arrays[f"keypoints_{t}"] for t in ids], track_ids=ids,
+                   flags=list(meta.get("flags", [])), residuals=dict(meta.get("residuals", {})),
+                   boxes=[arrays[f"boxes_{t}"] for t in ids], world=[arrays[f"world_{t}"] for t in ids],
+                   masks=arrays.get("masks"), seconds=dict(meta.get("seconds", {})))
+
 
 def _check_inputs(frames, fps) -> np.ndarray:
     frames = np.asarray(frames)

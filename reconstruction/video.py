@@ -13,13 +13,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from render.camera import Camera
+from render.camera import OPENCV_TO_OPENGL, Camera
 from render.errors import AmgError
 
 __all__ = [
-    "DEFAULT_FOV_DEG", "TARGET_FPS", "CLIP_LENGTH", "CLIP_SIZE", "Clip", "read_frames", "default_camera",
+    "DEFAULT_FOV_DEG", "TARGET_FPS", "CLIP_LENGTH", "CLIP_SIZE", "Clip", "decode_video", "read_frames", "default_camera",
     "shot_boundaries", "longest_shots", "resample_stride", "windows", "square_crop", "prepare_clips",
 ]
 
@@ -30,9 +29,10 @@ DEFAULT_FOV_DEG = 50.0
 TARGET_FPS = 8.0
 CLIP_LENGTH = 16
 CLIP_SIZE = 256
-#: World-to-camera rotation of an uncalibrated camera: at the origin, looking along world -Z, image up = +Y.
-#: A body in its rest pose (facing +Z) placed in front of it faces the camera.
-CAMERA_ROTATION = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+#: World-to-camera rotation of an uncalibrated camera: at the origin, looking along world -Z, image up = +Y
+#: (the OpenCV/OpenGL axis flip of ``render.camera``). A body in its rest pose (facing +Z) placed in front
+#: of it faces the camera.
+CAMERA_ROTATION = OPENCV_TO_OPENGL
 
 
 @dataclass
@@ -55,8 +55,12 @@ class Clip:
     crop_box: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x0, y0, w, h in source pixels
 
 
-def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (``render.video.read_video``)."""
+def decode_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (``render.video.read_video``).
+
+    Unlike ``render.video.read_frames`` (a folder of images), this reads one video file and insists on a
+    frame rate. ``read_frames`` here is an older name of this function.
+    """
     from render.video import read_video
 
     frames, fps = read_video(Path(path))
@@ -68,6 +72,10 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.nda
     return frames, float(fps)
 
 
+#: the former name of :func:`decode_video` (``render.video.read_frames`` reads image folders)
+read_frames = decode_video
+
+
 def default_camera(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> Camera:
     """The camera assumed for an uncalibrated ``width x height`` video.
 
@@ -75,8 +83,8 @@ def default_camera(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) ->
     origin looking along -Z with +Y up (``CAMERA_ROTATION``).
     """
     f = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
-    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float64)
-    return Camera(K, CAMERA_ROTATION, torch.zeros(3, dtype=torch.float64), width, height)
+    vertical = math.degrees(2 * math.atan(0.5 * height / f))  # Camera.look_at takes the vertical angle
+    return Camera.look_at((0.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0), vertical, width, height)
 
 
 def _hsv_histograms(frames: np.ndarray, bins: tuple[int, int, int] = (16, 4, 4)) -> np.ndarray:
@@ -176,7 +184,7 @@ def prepare_clips(video: str | Path | np.ndarray, fps: float | None = None, came
     """
     name = str(video) if isinstance(video, (str, Path)) else "frames"
     if isinstance(video, (str, Path)):
-        frames, file_fps = read_frames(video)
+        frames, file_fps = decode_video(video)
         fps = fps or file_fps
     else:
         frames = _check_frames(video, "frames")

@@ -33,6 +33,14 @@ def test_astronaut_as_a_one_frame_video(estimator, tmp_path):
     out = res.save(tmp_path / "astro")
     meta = (out / "meta.json").read_text()
     assert '"reprojection_px"' in meta and (out / "motion_1.npz").exists() and (out / "cameras.json").exists()
+    back = ExtractionResult.load(out)
+    assert back.track_ids == res.track_ids and back.flags == res.flags and back.residuals == res.residuals
+    assert np.array_equal(back.keypoints[0], res.keypoints[0]) and np.array_equal(back.masks, res.masks)
+    assert np.array_equal(back.boxes[0], res.boxes[0]) and np.array_equal(back.world[0], res.world[0])
+    assert torch.allclose(back.motions[0].body_pose, res.motions[0].body_pose)
+    assert torch.allclose(back.cameras.K, res.cameras.K) and back.fits == []
+    with pytest.raises(AmgError, match="keypoints.npz"):
+        ExtractionResult.load(tmp_path / "nothing")
 
 
 def test_no_person_is_flagged_not_raised(estimator):
