@@ -98,32 +98,35 @@ class ClipStages:
 def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
-    from reconstruction import ExtractionResult, extract_people
+    from reconstruction import ExtractionResult
+    from reconstruction.extract import extract_clip
 
     stages = ClipStages(clip_dir)
     # temporary files of a killed run (atomic writes that never got renamed): only this job writes here
     for stale in clip_dir.glob(".*.part*"):
         stale.unlink()
-    k_clip = _key(base_key, "clip", clip.source_frames.tolist())
-    if not stages.done("clips", k_clip):
-        write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
-        CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
-        stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
-
-    k_tracks = _key(k_clip, config_dict(cfg.reconstruction))
+    # people are found first (at the source resolution when the clip keeps it), so the crop can follow them
+    k_tracks = _key(base_key, "tracks", clip.source_frames.tolist(), config_dict(cfg.reconstruction))
     if not stages.done("tracks", k_tracks):
-        res = extract_people(clip.frames, clip.fps, camera=clip.camera, body=body, estimator=estimator,
-                             **dict(cfg.reconstruction))
+        res = extract_clip(clip, body, estimator, **dict(cfg.reconstruction))
         if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked
             raise AmgError("; ".join(res.flags) or "no person tracked through the clip")
         res.save(clip_dir / "tracks")  # motion_<id>.npz, cameras.json, keypoints.npz, meta.json
         stages.mark("tracks", k_tracks, ["tracks/meta.json", "tracks/cameras.json", "tracks/keypoints.npz"]
                     + [f"tracks/motion_{t}.npz" for t in res.track_ids])
     tracks = ExtractionResult.load(clip_dir / "tracks")
+    if tracks.crop_box is not None and clip.source is not None:
+        clip = clip.recrop(*tracks.crop_box[:3])
     track_ids, motions, cameras, masks = tracks.track_ids, tracks.motions, tracks.cameras, tracks.masks
     keypoints = dict(zip(track_ids, tracks.keypoints))
 
-    k_cap = _key(k_tracks, config_dict(cfg.captioner))
+    k_clip = _key(k_tracks, "clip", tracks.crop_box)
+    if not stages.done("clips", k_clip):
+        write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
+        CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
+        stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
+
+    k_cap = _key(k_clip, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
         appearance = [captioner.appearance(clip.frames, keypoints[t], mask=None if masks is None else masks == t)
                       for t in track_ids]
@@ -144,7 +147,8 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         stages.mark("render", k_render, [p.name for p in written.values()])
     record = ClipRecord(video=str(clip_dir / "clip.mp4"), avatar=str(clip_dir / "avatar.mp4"),
                         caption=captions["scene"], frames=(0, len(clip.frames)), fps=float(clip.fps),
-                        appearance=tuple(captions["appearance"]), people=len(motions))
+                        appearance=tuple(captions["appearance"]), people=len(motions),
+                        valid=None if tracks.frame_valid is None else tuple(bool(v) for v in tracks.frame_valid))
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
                seed=int(cfg.seed), record=record.to_json())
     return record
