@@ -57,6 +57,7 @@ class ExtractionResult:
         people: per track id (string) of every tracked person, subjects and bystanders: ``role``, ``reason``
             and frame counts (:meth:`reconstruction.track.TrackingResult.people`).
         crop_box: ``(x0, y0, w, h)`` source pixels of the clip crop the result was mapped into, or None.
+        floor: the floor found under the feet when grounding (``normal``, ``offset``, ``tilt_deg``), or ``{}``.
     """
 
     motions: list
@@ -75,6 +76,7 @@ class ExtractionResult:
     frame_valid: np.ndarray | None = None
     people: dict = field(default_factory=dict)
     crop_box: tuple[int, int, int, int] | None = None
+    floor: dict = field(default_factory=dict)
 
     def to_clip(self, x0: int, y0: int, side: int, size: int) -> "ExtractionResult":
         """The result in the pixels of a square clip: crop ``side`` at ``(x0, y0)``, resized to ``size``.
@@ -131,7 +133,7 @@ class ExtractionResult:
                                                                                         self.cameras.height]},
                    track_ids=list(self.track_ids), flags=list(self.flags), residuals=self.residuals,
                    people=self.people, seconds=self.seconds,
-                   crop_box=None if self.crop_box is None else list(self.crop_box))
+                   crop_box=None if self.crop_box is None else list(self.crop_box), floor=self.floor)
         return out
 
     @classmethod
@@ -165,7 +167,8 @@ class ExtractionResult:
                    valid=[arrays[f"valid_{t}"] for t in ids if f"valid_{t}" in arrays],
                    confidence=[arrays[f"confidence_{t}"] for t in ids if f"confidence_{t}" in arrays],
                    frame_valid=arrays.get("frame_valid"), people=dict(meta.get("people", {})),
-                   crop_box=None if meta.get("crop_box") is None else tuple(int(v) for v in meta["crop_box"]))
+                   crop_box=None if meta.get("crop_box") is None else tuple(int(v) for v in meta["crop_box"]),
+                   floor=dict(meta.get("floor", {})))
 
 
 def _check_inputs(frames, fps) -> np.ndarray:
@@ -201,6 +204,19 @@ def _camera_path(camera, F: int, W: int, H: int, fps: float, fov_deg: float) -> 
     return CameraPath(path.K, path.R, path.t, W, H, fps)
 
 
+def _people_masks(detections, H: int, W: int) -> np.ndarray:
+    """``(F,H,W)`` bool: pixels of any detected person (segmentation masks, or boxes without them)."""
+    out = np.zeros((len(detections), H, W), dtype=bool)
+    for f, dets in enumerate(detections):
+        for d in dets:
+            if d.mask is not None:
+                out[f] |= d.mask > 0.3
+            else:
+                x0, y0, x1, y1 = (int(round(v)) for v in d.box)
+                out[f, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    return out
+
+
 def _instance_masks(tracking: TrackingResult, detections, F: int, H: int, W: int) -> np.ndarray | None:
     if not any(d.mask is not None for dets in detections for d in dets):
         return None
@@ -223,7 +239,8 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
                    max_gap: int = 3, max_lost: int = 8, min_fraction: float = 0.25,
                    fit: FitConfig | dict | None = None,
                    previous: ExtractionResult | None = None, progress: bool = False, max_subjects: int = 2,
-                   fit_bystanders: bool = False, min_valid_fraction: float = 0.75) -> ExtractionResult:
+                   fit_bystanders: bool = False, min_valid_fraction: float = 0.75, camera_motion: bool = False,
+                   ground: bool = False) -> ExtractionResult:
     """Find, track and fit the people in a clip.
 
     Args:
@@ -237,6 +254,10 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
             subjects (see :func:`reconstruction.track.track_people`).
         fit_bystanders: also fit bodies to the bystanders (by default only subjects are fitted; bystanders
             still appear in ``masks`` and ``people``).
+        camera_motion: estimate the camera's rotation per frame from background features outside the
+            people's masks (:mod:`reconstruction.camera_motion`) when the camera is not given as a moving path.
+        ground: move the world so the floor under the fitted feet is ``y = 0`` with Y up (motions, fits and
+            cameras together, so projections do not change).
         fit: :class:`FitConfig` or its fields as a dict.
         previous: the result of the previous window of the same shot: fits of tracks with the same id
             warm-start this window's.
@@ -260,6 +281,18 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
         if own:
             est.close()
     seconds["pose"] = time.perf_counter() - t0
+
+    if camera_motion and bool((path.R == path.R[:1]).all()):
+        from .camera_motion import frame_rotations, rotating_path
+
+        t0 = time.perf_counter()
+        people = _people_masks(detections, H, W)
+        rel, _ = frame_rotations(frames, path.K[0].numpy(), people)
+        chained = [np.eye(3)]
+        for R in rel:
+            chained.append(R @ chained[-1])
+        path = rotating_path(path, np.stack(chained))
+        seconds["camera"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     tracking = track_people(detections, max_gap=max_gap, max_lost=max_lost, min_fraction=min_fraction,
@@ -285,13 +318,29 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
                                            "bridged_frames": int(tr.bridged.sum())}
     seconds["fit"] = time.perf_counter() - t0
 
+    floor = {}
+    if ground and fits:
+        from .camera_motion import floor_transform, move_body, move_path
+
+        subject_fits = [m for m, t in zip(motions, fitted) if t.is_subject] or motions
+        found = floor_transform(subject_fits, body, [t.valid for t in fitted if t.is_subject] or None)
+        if found is not None:
+            G, d, floor = found
+            Gt, dt = torch.as_tensor(G, dtype=torch.float32), torch.as_tensor(d, dtype=torch.float32)
+            for i, f in enumerate(fits):
+                J0 = (bk.J_template + torch.einsum("l,jkl->jk", f.betas, bk.J_shapedirs))[0]
+                go, tr = move_body(f.global_orient, f.transl, J0, G, d)
+                fits[i] = TrackFit(f.betas, go, f.body_pose, tr, f.joints @ Gt.T + dt, f.residuals)
+                motions[i] = fits[i].motion(float(fps))
+            path = move_path(path, G, d)
+
     return ExtractionResult(
         motions=motions, cameras=path, keypoints=[t.keypoints for t in fitted],
         track_ids=[t.track_id for t in fitted], flags=list(tracking.flags), residuals=residuals,
         boxes=[t.boxes for t in fitted], world=[t.world for t in fitted],
         masks=_instance_masks(tracking, detections, F, H, W), fits=fits, seconds=seconds,
         valid=[t.valid.copy() for t in fitted], confidence=[t.confidence for t in fitted],
-        frame_valid=tracking.valid, people=tracking.people())
+        frame_valid=tracking.valid, people=tracking.people(), floor=floor)
 
 
 def hold_invalid(fit: TrackFit, valid: np.ndarray, body_keypoints: BodyKeypoints) -> TrackFit:
