@@ -77,8 +77,8 @@ def foot_spread_cm(res, body) -> float:
     return max(spreads) if spreads else float("nan")
 
 
-def run_case(name, body, estimator, frames, gaussians):
-    case = hard_case(name, body, frames=frames, num_gaussians=gaussians)
+def run_case(name, body, estimator, frames, gaussians, photo=None):
+    case = hard_case(name, body, frames=frames, num_gaussians=gaussians, photo=photo)
     W, H = case["cameras"].width, case["cameras"].height
     level = Camera(case["camera"].K, CAMERA_ROTATION, torch.zeros(3), W, H)
     t0 = time.perf_counter()
@@ -109,13 +109,14 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--gaussians", type=int, default=5000)
     ap.add_argument("--cases", default=",".join(HARD_CASES))
+    ap.add_argument("--photo", default=None, help="one skimage.data photograph behind every case")
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     body = BodyModel.load("default")
     rows = []
     with PoseEstimator() as est:
         for name in args.cases.split(","):
-            row = run_case(name, body, est, args.frames, args.gaussians)
+            row = run_case(name, body, est, args.frames, args.gaussians, args.photo)
             rows.append(row)
             print(json.dumps(row), flush=True)
     kept = sum(r["kept"] for r in rows)

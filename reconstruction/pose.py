@@ -124,12 +124,15 @@ class PoseEstimator:
             backward: the detector misses people against busy backgrounds and at small sizes far more
             often than when shown a crop around them (the usual top-down design).
         crop_scale: side of those crops in units of the person's box size.
+        key_frames: in :meth:`video`, this many evenly spaced frames also get tiled detection
+            (:meth:`detect_tiled` at ``tile_scales``), whose finds the propagation carries to the other
+            frames; 0 turns tiling off.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
-                 crop_scale: float = 2.2) -> None:
+                 crop_scale: float = 2.2, key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0,)) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -158,6 +161,8 @@ class PoseEstimator:
         self.passes = max(1, int(passes)) if num_poses > 1 else 1
         self.propagate = bool(propagate)
         self.crop_scale = float(crop_scale)
+        self.key_frames = max(0, int(key_frames))
+        self.tile_scales = tuple(float(v) for v in tile_scales)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -198,37 +203,60 @@ class PoseEstimator:
             people.append(Detection(kp, world, box, float(kp[:, 2].mean()), mask))
         return _suppress_duplicates(people, self.duplicate_iou)
 
-    def detect_in_box(self, frame: np.ndarray, box: np.ndarray, min_iou: float = 0.3) -> Detection | None:
-        """Look for the person expected at ``box (4,)`` in a square crop around it (``crop_scale`` x its size).
-
-        The crop is cut at the frame's resolution (edge pixels repeated beyond the border); landmarks, box
-        and mask of the detection overlapping ``box`` best (IoU >= ``min_iou``) are mapped back to the frame.
-        """
+    def _detect_crop(self, frame: np.ndarray, x0: int, y0: int, side: int) -> list[Detection]:
+        """Detections in the square ``side`` at ``(x0, y0)`` (edge pixels repeated beyond the frame), in frame
+        pixels; masks pasted into full-frame masks."""
         H, W = frame.shape[:2]
-        b = np.asarray(box, np.float64)
-        side = int(max(64, round(self.crop_scale * max(b[2] - b[0], b[3] - b[1]))))
-        x0 = int(round(0.5 * (b[0] + b[2]) - side / 2))
-        y0 = int(round(0.5 * (b[1] + b[3]) - side / 2))
-        xs = np.clip(np.arange(x0, x0 + side), 0, W - 1)
-        ys = np.clip(np.arange(y0, y0 + side), 0, H - 1)
+        xs_all, ys_all = np.arange(x0, x0 + side), np.arange(y0, y0 + side)
+        xs, ys = np.clip(xs_all, 0, W - 1), np.clip(ys_all, 0, H - 1)
         crop = np.ascontiguousarray(frame[ys][:, xs])
-        best, best_iou = None, min_iou
+        inside_x, inside_y = (xs_all >= 0) & (xs_all < W), (ys_all >= 0) & (ys_all < H)
+        out = []
         for d in self._detect(crop):
             d.keypoints[:, 0] += x0
             d.keypoints[:, 1] += y0
             d.box = np.clip(d.box + np.array([x0, y0, x0, y0], np.float32), 0, [W, H, W, H]).astype(np.float32)
+            if d.mask is not None:
+                full = np.zeros((H, W), np.float32)
+                full[ys[inside_y][:, None], xs[inside_x][None]] = d.mask[inside_y][:, inside_x]
+                d.mask = full if self.masks or self.passes > 1 else None
+            out.append(d)
+        return out
+
+    def detect_in_box(self, frame: np.ndarray, box: np.ndarray, min_iou: float = 0.3) -> Detection | None:
+        """Look for the person expected at ``box (4,)`` in a square crop around it (``crop_scale`` x its size).
+
+        The crop is cut at the frame's resolution; the detection overlapping ``box`` best (IoU >= ``min_iou``)
+        is returned in frame pixels, or None.
+        """
+        b = np.asarray(box, np.float64)
+        side = int(max(64, round(self.crop_scale * max(b[2] - b[0], b[3] - b[1]))))
+        x0 = int(round(0.5 * (b[0] + b[2]) - side / 2))
+        y0 = int(round(0.5 * (b[1] + b[3]) - side / 2))
+        best, best_iou = None, min_iou
+        for d in self._detect_crop(frame, x0, y0, side):
             iou = float(box_iou(d.box, b)[0, 0])
             if iou >= best_iou:
                 best, best_iou = d, iou
-        if best is not None and best.mask is not None:
-            full = np.zeros((H, W), np.float32)
-            inside_x = (np.arange(x0, x0 + side) >= 0) & (np.arange(x0, x0 + side) < W)
-            inside_y = (np.arange(y0, y0 + side) >= 0) & (np.arange(y0, y0 + side) < H)
-            full[ys[inside_y][:, None], xs[inside_x][None]] = best.mask[inside_y][:, inside_x]
-            best.mask = full
-        if best is not None and not self.masks:
-            best.mask = None
         return best
+
+    def detect_tiled(self, frame: np.ndarray, scales: tuple[float, ...] = (1.0,)) -> list[Detection]:
+        """People proposals from overlapping square tiles (side ``scale * min(H, W)``, half-side stride).
+
+        The detector sees each tile at its own input resolution, so people too small or too cluttered to be
+        found in the whole frame are found in a tile.
+        """
+        H, W = frame.shape[:2]
+        found: list[Detection] = []
+        for scale in scales:
+            side = max(32, int(round(scale * min(H, W))))
+            step = max(1, side // 2)
+            for y0 in sorted({*range(0, max(H - side, 0) + 1, step), max(H - side, 0)}):
+                for x0 in sorted({*range(0, max(W - side, 0) + 1, step), max(W - side, 0)}):
+                    for d in self._detect_crop(frame, x0, y0, side):
+                        if not _overlaps(d, found, self.duplicate_iou):
+                            found.append(d)
+        return _suppress_duplicates(found, self.duplicate_iou)
 
     def video(self, frames: np.ndarray, progress: bool = False) -> list[list[Detection]]:
         """Detect people in each frame of ``(F,H,W,3)`` uint8 frames (with ``propagate``, also around the
@@ -242,6 +270,12 @@ class PoseEstimator:
 
             it = tqdm(frames, desc="pose", unit="frame")
         dets = [self(f) for f in it]
+        F = len(frames)
+        keys = sorted({int(round(v)) for v in np.linspace(0, F - 1, self.key_frames)}) if self.key_frames else []
+        for f in keys:
+            for d in self.detect_tiled(frames[f], self.tile_scales):
+                if len(dets[f]) < self.num_poses and not _overlaps(d, dets[f], self.duplicate_iou):
+                    dets[f].append(d)
         if self.propagate and len(frames) > 1:
             for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
                 self._sweep(frames, dets, list(order))

@@ -199,7 +199,7 @@ def _moved(m, dx=0.0, dz=0.0, frames=None):
                   transl=m.transl + torch.tensor([dx, 0.0, dz]), name=m.name)
 
 
-def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussians=5000, seed=0):
+def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussians=5000, seed=0, photo=None):
     """One hard case with known truth.
 
     Returns a dict: ``frames (F,H,W,3) uint8``, ``camera`` (the true first camera; the path turns by
@@ -214,11 +214,11 @@ def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussia
     secs = frames / fps
     walk = lambda d=90.0, speed=1.0: motion_library.make("walk", seconds=secs, fps=fps, direction=d,  # noqa: E731
                                                          speed=speed)
-    pan, tilt, photo = 0.0, 0.0, "coffee"
+    pan, tilt, default_photo = 0.0, 0.0, "coffee"
     subjects, bystanders = [], []
     if name == "pan_tilt":
         subjects = [_moved(walk(speed=0.6), dx=-0.7, dz=0.0)]
-        pan, tilt, photo = -6.0, 4.0, "chelsea"
+        pan, tilt, default_photo = -6.0, 4.0, "chelsea"
     elif name == "bystanders":
         subjects = [_moved(motion_library.make("wave", seconds=secs, fps=fps), dz=0.5)]
         for i in range(6):  # enter and leave the view behind the subject, on both sides
@@ -254,7 +254,7 @@ def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussia
                                               seed=seed + i), m)
               for i, m in enumerate(subjects + bystanders)]
     r = render_scene(people, path, conditions=("avatar",), background=(0.0, 0.0, 0.0), progress=False)
-    bg = photo_background(path, rel, photo).astype(np.float32)
+    bg = photo_background(path, rel, photo or default_photo).astype(np.float32)
     a = r.alpha[..., None]
     out = np.clip(r.rgb.astype(np.float32) + (1 - a) * bg, 0, 255).astype(np.uint8)
     boxes = []
