@@ -15,6 +15,8 @@ landmarks split between two true people, 30% or more on each), id switches, came
 over frames, degrees, relative to the first frame), foot spread (max - min over valid frames of the lowest
 sole of each subject, cm; walkers only), PA-MPJPE of the subjects (mm), and seconds per clip. Targets:
 every clip kept with the right subjects, 0 merges, 0 switches, rotation <= 1 degree, foot spread <= 5 cm.
+``people_recall`` is the share of all true people, bystanders included, whose instance mask was found
+(the crowd recall of the person proposals).
 
 Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/prep_hard.py [--frames 16] [--cases pan_tilt,hug]``
 """
@@ -64,6 +66,31 @@ def merged_frames(res, people_uv, share: float = 0.3) -> int:
     return count
 
 
+def people_recall(res, true_masks, min_iou: float = 0.3) -> float:
+    """Share of the true people (subjects and bystanders) found: a tracked instance mask overlaps theirs
+    with IoU >= ``min_iou`` in at least half of the frames they are visible in (the crowd recall)."""
+    if res.masks is None:
+        return 0.0
+    ids = [i for i in np.unique(true_masks) if i > 0]
+    found = 0
+    for i in ids:
+        hits = visible = 0
+        for f in range(len(true_masks)):
+            t = true_masks[f] == i
+            if t.sum() < 20:
+                continue
+            visible += 1
+            best = 0.0
+            for k in np.unique(res.masks[f][t]):
+                if k == 0:
+                    continue
+                m = res.masks[f] == k
+                best = max(best, (m & t).sum() / (m | t).sum())
+            hits += best >= min_iou
+        found += visible > 0 and hits >= 0.5 * visible
+    return found / max(len(ids), 1)
+
+
 def foot_spread_cm(res, body) -> float:
     spreads = []
     for m, valid in zip(res.motions, res.valid):
@@ -95,6 +122,7 @@ def run_case(name, body, estimator, frames, gaussians, photo=None):
         "case": name, "kept": bool(res.usable), "subject_recall": len(good) / len(truth),
         "wrong_subjects": sum(s["joints_px"] > 0.1 * H for s in scores),
         "bystanders": case["bystanders"], "tracks": len(res.people),
+        "people_recall": round(people_recall(res, case["masks"]), 2),
         "merges": merged_frames(res, people_uv), "id_switches": int(sum(s["switches"] for s in scores)),
         "rotation_err_deg": round(rot_err, 3), "true_rotation_deg": round(float(rotation_angle_deg(
             case["rotations"][-1].numpy())), 2),

@@ -132,7 +132,7 @@ class PoseEstimator:
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
-                 crop_scale: float = 2.2, key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0,)) -> None:
+                 crop_scale: float = 2.2, key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5)) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")

@@ -210,7 +210,7 @@ class TrackingResult:
 
 
 def choose_subjects(tracks: Sequence[Track], num_frames: int, max_subjects: int = 2,
-                    min_presence: float = 0.5, min_relative_size: float = 0.5,
+                    min_presence: float = 0.5, min_relative_size: float = 0.65,
                     frame_height: float | None = None, min_height: float = 0.1) -> None:
     """Mark each track ``role = "subject"`` or ``"bystander"`` and say why in ``reason`` (in place).
 
