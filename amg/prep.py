@@ -128,8 +128,14 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
 
     k_cap = _key(k_clip, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
-        appearance = [captioner.appearance(clip.frames, keypoints[t], mask=None if masks is None else masks == t)
-                      for t in track_ids]
+        from reconstruction.parts import part_labels
+
+        appearance = []
+        for t, m in zip(track_ids, motions):
+            mask = None if masks is None else masks == t
+            # garments are read from the pixels the fitted body covers inside the person's mask
+            parts = part_labels(body, m, cameras, mask)
+            appearance.append(captioner.appearance(clip.frames, keypoints[t], mask=mask, parts=parts))
         scene = captioner.scene(clip.frames)
         write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})
         stages.mark("captions", k_cap, ["captions.json"])
