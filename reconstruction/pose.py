@@ -17,7 +17,7 @@ import numpy as np
 from render.errors import AmgError
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
-           "landmark_box", "box_iou", "torso_axes"]
+           "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "pose_landmarker.task"
 
@@ -69,6 +69,8 @@ class Detection:
         box: ``(4,)`` float32 ``x0, y0, x1, y1`` pixels around the person.
         score: mean landmark visibility.
         mask: ``(H,W)`` float32 person probability in [0, 1], or None when masks were not requested.
+        appearance: ``(2*B,)`` float32 colour histograms of torso and legs (:func:`appearance_descriptor`),
+            or None; tracking uses it to keep identities through crossings.
     """
 
     keypoints: np.ndarray
@@ -76,6 +78,75 @@ class Detection:
     box: np.ndarray
     score: float
     mask: np.ndarray | None = None
+    appearance: np.ndarray | None = None
+
+
+_APPEARANCE_BINS = 4  # per RGB channel: 64 bins per region
+
+
+def appearance_descriptor(frame: np.ndarray, keypoints: np.ndarray, mask: np.ndarray | None = None,
+                          min_confidence: float = 0.3) -> np.ndarray | None:
+    """Colour statistics of one person: RGB histograms (4 bins a channel) of the torso and of the legs.
+
+    Regions come from the landmarks (the shoulder-hip quad shrunk to its inner three quarters; thick lines
+    hip-knee-ankle), intersected with the person's mask when given. Each region's histogram sums to 1/2
+    (an unseen region is left at zero), so the Hellinger distance of two descriptors lies in [0, 1].
+
+    Args:
+        frame: ``(H,W,3)`` uint8 RGB; keypoints: ``(33,3)`` pixels and confidence; mask: ``(H,W)`` probability.
+    Returns:
+        ``(128,)`` float32, or None when neither region is seen.
+    """
+    import cv2
+
+    H, W = frame.shape[:2]
+    kp = np.asarray(keypoints, np.float32)
+    ok = kp[:, 2] >= min_confidence
+    ls, rs, lh, rh, lk, rk, la, ra = (LANDMARK_INDEX[n] for n in (
+        "left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle"))
+    regions = []
+    torso = np.zeros((H, W), np.uint8)
+    if ok[[ls, rs, lh, rh]].all():
+        quad = kp[[ls, rs, rh, lh], :2]
+        c = quad.mean(0)
+        cv2.fillPoly(torso, [np.round(c + 0.75 * (quad - c)).astype(np.int32)], 1)
+    regions.append(torso)
+    legs = np.zeros((H, W), np.uint8)
+    width = max(2, int(0.15 * float(np.linalg.norm(kp[lh, :2] - kp[rh, :2]) + np.linalg.norm(kp[ls, :2] - kp[rs, :2]))))
+    for a, b in ((lh, lk), (lk, la), (rh, rk), (rk, ra)):
+        if ok[a] and ok[b]:
+            cv2.line(legs, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), 1, width)
+    regions.append(legs)
+    out = np.zeros(2 * _APPEARANCE_BINS ** 3, np.float32)
+    q = (frame.astype(np.int32) * _APPEARANCE_BINS // 256).reshape(-1, 3)
+    code = (q[:, 0] * _APPEARANCE_BINS + q[:, 1]) * _APPEARANCE_BINS + q[:, 2]
+    seen = False
+    for i, region in enumerate(regions):
+        m = region.astype(bool)
+        if mask is not None:
+            m &= np.asarray(mask) > 0.5
+        if m.sum() < 8:
+            continue
+        h = np.bincount(code[m.reshape(-1)], minlength=_APPEARANCE_BINS ** 3).astype(np.float32)
+        out[i * _APPEARANCE_BINS ** 3:(i + 1) * _APPEARANCE_BINS ** 3] = 0.5 * h / h.sum()
+        seen = True
+    return out if seen else None
+
+
+def appearance_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Hellinger distance in [0, 1] between two :func:`appearance_descriptor` values over the regions
+    both show (0.5 when either is unknown: no evidence either way)."""
+    if a is None or b is None:
+        return 0.5
+    n = _APPEARANCE_BINS ** 3
+    ds = []
+    for i in range(2):
+        x, y = a[i * n:(i + 1) * n], b[i * n:(i + 1) * n]
+        if x.sum() > 0 and y.sum() > 0:
+            bc = float(np.sqrt((x / x.sum()) * (y / y.sum())).sum())
+            ds.append(np.sqrt(max(0.0, 1.0 - bc)))
+    return float(np.mean(ds)) if ds else 0.5
 
 
 def landmark_box(keypoints: np.ndarray, min_visibility: float = 0.3, pad: float = 0.08) -> np.ndarray:
@@ -279,6 +350,9 @@ class PoseEstimator:
         if self.propagate and len(frames) > 1:
             for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
                 self._sweep(frames, dets, list(order))
+        for frame, found in zip(frames, dets):
+            for d in found:
+                d.appearance = appearance_descriptor(frame, d.keypoints, d.mask)
         return dets
 
     def _sweep(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int], patience: int = 3) -> None:

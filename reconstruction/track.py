@@ -25,7 +25,7 @@ from scipy.optimize import linear_sum_assignment
 
 from render.errors import AmgError
 
-from .pose import NUM_LANDMARKS, Detection, box_iou, torso_axes
+from .pose import NUM_LANDMARKS, Detection, appearance_distance, box_iou, torso_axes
 
 __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_PAIRS", "mirror_landmarks",
            "facing_directions", "resolve_sides", "choose_subjects", "longest_run"]
@@ -295,6 +295,20 @@ class _Live:
     dets: list[int]
     boxes: list[np.ndarray]
     kps: list[np.ndarray]
+    appearance: np.ndarray | None = None
+
+    def remember(self, descriptor: np.ndarray | None, rate: float = 0.3) -> None:
+        """Fold a detection's appearance into the track's running mean (per region, where it is seen)."""
+        if descriptor is None:
+            return
+        if self.appearance is None:
+            self.appearance = descriptor.copy()
+            return
+        n = len(descriptor) // 2
+        for i in range(2):
+            new, old = descriptor[i * n:(i + 1) * n], self.appearance[i * n:(i + 1) * n]
+            if new.sum() > 0:
+                self.appearance[i * n:(i + 1) * n] = new if old.sum() == 0 else (1 - rate) * old + rate * new
 
     def predict(self, frame: int, damping: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         box, kp = self.boxes[-1], self.kps[-1].copy()
@@ -312,7 +326,8 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
                  min_fraction: float = 0.25, max_cost: float = 1.5, keypoint_weight: float = 1.0,
                  bridged_confidence: float = 0.5, lost_frames: int = 1, side_swap_cost: float | None = 0.5,
                  rotations: np.ndarray | None = None, max_subjects: int = 2, min_presence: float = 0.5,
-                 min_valid_fraction: float = 0.75, frame_height: float | None = None) -> TrackingResult:
+                 min_valid_fraction: float = 0.75, frame_height: float | None = None,
+                 appearance_weight: float = 1.0) -> TrackingResult:
     """Associate per-frame detections into tracks.
 
     Args:
@@ -325,6 +340,9 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         min_fraction: tracks detected in fewer than ``max(1, ceil(min_fraction * F))`` frames are dropped.
         max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead; the bound
             grows by a quarter per missing frame, since predictions get less certain.
+        appearance_weight: weight of the colour-statistics distance (torso and legs,
+            :func:`reconstruction.pose.appearance_distance`) between a track and a detection, added to the
+            cost when both have a descriptor: people who cross keep their ids by how they look.
         lost_frames: a subject's gap (between two sightings) of at least this many unknown frames makes
             those frames invalid; shorter unknown runs are tolerated.
         max_subjects, min_presence, frame_height: subject choice (:func:`choose_subjects`).
@@ -354,6 +372,11 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             cost = assignment_cost(np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]),
                                    np.stack([d.box for d in dets]), np.stack([d.keypoints for d in dets]),
                                    keypoint_weight)
+            if appearance_weight:
+                app = np.array([[appearance_distance(t.appearance, d.appearance) if
+                                 t.appearance is not None and d.appearance is not None else 0.0 for d in dets]
+                                for t in live])
+                cost = cost + appearance_weight * app
             missed = np.array([f - t.frames[-1] - 1 for t in live], dtype=np.float64)
             cost = np.where(cost > max_cost * (1 + 0.25 * missed)[:, None], _UNMATCHED, cost)
             rows, cols = linear_sum_assignment(cost)
@@ -365,11 +388,13 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
                 t.dets.append(int(c))
                 t.boxes.append(np.asarray(dets[c].box, dtype=np.float64))
                 t.kps.append(np.asarray(dets[c].keypoints, dtype=np.float64))
+                t.remember(dets[c].appearance)
                 matched_dets.add(int(c))
         for j, d in enumerate(dets):
             if j not in matched_dets:
                 live.append(_Live(next_id, [f], [j], [np.asarray(d.box, dtype=np.float64)],
-                                  [np.asarray(d.keypoints, dtype=np.float64)]))
+                                  [np.asarray(d.keypoints, dtype=np.float64)],
+                                  None if d.appearance is None else d.appearance.copy()))
                 next_id += 1
     finished.extend(live)
 

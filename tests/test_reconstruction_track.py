@@ -213,3 +213,41 @@ def test_torso_axes_recover_a_known_rotation():
     conf[2, LANDMARK_INDEX["left_hip"]] = 0.05
     axes = torso_axes(world, conf)
     assert np.isnan(axes[2]).all() and np.isfinite(axes[[0, 1, 3, 4]]).all()
+
+
+def test_appearance_keeps_ids_when_motion_would_swap_them():
+    """Two people walk towards each other, are hidden for three frames where they meet, and turn back:
+    a constant-velocity prediction says they passed each other; their colours say they did not."""
+    from reconstruction.pose import appearance_descriptor, appearance_distance
+
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[:] = (200, 30, 30)
+    blue = red[..., ::-1].copy()
+    F = 14
+
+    def at(x, colour, seed):
+        d = _person(x, 100, seed=seed)
+        frame = np.zeros((200, 300, 3), np.uint8)
+        frame[:, :] = colour[0, 0]
+        d.appearance = appearance_descriptor(frame, d.keypoints)
+        return d
+
+    dets = []
+    for f in range(F):
+        step = f if f <= 7 else 14 - f  # forwards until frame 7, then back
+        a, b = at(60 + 12 * step, red, 1), at(220 - 12 * step, blue, 2)
+        dets.append([] if 6 <= f <= 8 else [b, a] if f % 2 else [a, b])
+    assert appearance_distance(dets[0][0].appearance, dets[0][1].appearance) > 0.9
+    assert appearance_distance(dets[0][0].appearance, dets[12][0].appearance) < 1e-6
+
+    def colours(result):
+        out = []
+        for t in result.tracks:
+            x = t.keypoints[t.detected, 0, 0]
+            out.append((np.sign(x[:4].mean() - 140), np.sign(x[-4:].mean() - 140)))
+        return out
+
+    kept = track_people(dets, max_gap=3, max_lost=4)
+    assert len(kept.tracks) == 2 and sorted(colours(kept)) == [(-1, -1), (1, 1)]  # each stays on its side
+    swapped = track_people(dets, max_gap=3, max_lost=4, appearance_weight=0.0)
+    assert sorted(colours(swapped)) != [(-1, -1), (1, 1)]  # motion alone swaps them
