@@ -22,15 +22,15 @@ import logging
 import os
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 from tqdm.auto import tqdm
 
-from avatars.motion import Motion
 from avatars.scene import Person, render_scene, save_scene
+from finetune.data import ClipRecord, read_manifest
 from render.camera import CameraPath
 from render.errors import AmgError
 from render.io import list_outputs, read_json, remove_stale_temps, write_json, write_meta, write_text
@@ -96,44 +96,51 @@ class ClipStages:
         write_json(self.marks / f"{stage}.json", {"key": key, "outputs": sorted(outputs)})
 
 
-def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
+def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str,
+                 estimator=None) -> ClipRecord:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
-    from reconstruction import extract_people
+    from reconstruction import ExtractionResult
+    from reconstruction.extract import extract_clip
 
     stages = ClipStages(clip_dir)
     # temporary files of a killed run (atomic writes that never got renamed, in tracks/ and .done/ too):
     # only this job writes here
     remove_stale_temps(clip_dir)
     ran = []
-    k_clip = _key(base_key, "clip", clip.source_frames.tolist())
-    if not stages.done("clips", k_clip):
-        write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
-        CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
-        stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
-        ran.append("clips")
-
-    k_tracks = _key(k_clip, config_dict(cfg.reconstruction))
+    # people are found first (at the source resolution when the clip keeps it), so the crop can follow them
+    k_tracks = _key(base_key, "tracks", clip.source_frames.tolist(), config_dict(cfg.reconstruction))
     if not stages.done("tracks", k_tracks):
-        res = extract_people(clip.frames, clip.fps, camera=clip.camera, body=body, estimator=estimator,
-                             **_reconstruction_kwargs(cfg))
+        res = extract_clip(clip, body, estimator, **_reconstruction_kwargs(cfg))
         if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked
             raise AmgError("; ".join(res.flags) or "no person tracked through the clip")
         res.save(clip_dir / "tracks")  # motion_<id>.npz, cameras.json, keypoints.npz, meta.json
         stages.mark("tracks", k_tracks, ["tracks/meta.json", "tracks/cameras.json", "tracks/keypoints.npz"]
                     + [f"tracks/motion_{t}.npz" for t in res.track_ids])
         ran.append("tracks")
-    with np.load(clip_dir / "tracks" / "keypoints.npz") as kp:
-        track_ids = [int(t) for t in kp["track_ids"]]
-        keypoints = {t: kp[f"keypoints_{t}"] for t in track_ids}
-        masks = kp["masks"] if "masks" in kp.files else None
-    motions = [Motion.load(clip_dir / "tracks" / f"motion_{t}.npz") for t in track_ids]
-    cameras = CameraPath.load(clip_dir / "tracks" / "cameras.json")
+    tracks = ExtractionResult.load(clip_dir / "tracks")
+    if tracks.crop_box is not None and clip.source is not None:
+        clip = clip.recrop(*tracks.crop_box[:3])
+    track_ids, motions, cameras, masks = tracks.track_ids, tracks.motions, tracks.cameras, tracks.masks
+    keypoints = dict(zip(track_ids, tracks.keypoints))
 
-    k_cap = _key(k_tracks, config_dict(cfg.captioner))
+    k_clip = _key(k_tracks, "clip", tracks.crop_box)
+    if not stages.done("clips", k_clip):
+        write_video(clip_dir / "clip.mp4", clip.frames, fps=clip.fps)
+        CameraPath.static(clip.camera, len(clip.frames), clip.fps).save(clip_dir / "clip_camera.json")
+        stages.mark("clips", k_clip, ["clip.mp4", "clip_camera.json"])
+        ran.append("clips")
+
+    k_cap = _key(k_clip, config_dict(cfg.captioner))
     if not stages.done("captions", k_cap):
-        appearance = [captioner.appearance(clip.frames, keypoints[t], mask=None if masks is None else masks == t)
-                      for t in track_ids]
+        from reconstruction.parts import part_labels
+
+        appearance = []
+        for t, m in zip(track_ids, motions):
+            mask = None if masks is None else masks == t
+            # garments are read from the pixels the fitted body covers inside the person's mask
+            parts = part_labels(body, m, cameras, mask)
+            appearance.append(captioner.appearance(clip.frames, keypoints[t], mask=mask, parts=parts))
         scene = captioner.scene(clip.frames)
         write_json(clip_dir / "captions.json", {"appearance": appearance, "scene": scene, "track_ids": track_ids})
         stages.mark("captions", k_cap, ["captions.json"])
@@ -150,13 +157,14 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
         stages.mark("render", k_render, [p.name for p in written.values()])
         ran.append("render")
-    record = {"video": str(clip_dir / "clip.mp4"), "avatar": str(clip_dir / "avatar.mp4"),
-              "caption": captions["scene"], "frames": [0, len(clip.frames)], "fps": clip.fps,
-              "appearance": captions["appearance"], "people": len(motions)}
+    record = ClipRecord(video=str(clip_dir / "clip.mp4"), avatar=str(clip_dir / "avatar.mp4"),
+                        caption=captions["scene"], frames=(0, len(clip.frames)), fps=float(clip.fps),
+                        appearance=tuple(captions["appearance"]), people=len(motions),
+                        valid=None if tracks.frame_valid is None else tuple(bool(v) for v in tracks.frame_valid))
     if not ran and (clip_dir / "meta.json").is_file():
         return record  # nothing redone: a no-op rerun writes nothing
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
-               seed=int(cfg.seed), record=record)
+               seed=int(cfg.seed), record=record.to_json())
     return record
 
 
@@ -197,7 +205,7 @@ def run(cfg: DictConfig, job: str) -> dict:
     manifest = write_records(out / "manifests" / f"{job}.jsonl", records)
     reasons: dict[str, int] = {}
     for f in failures:
-        why = f["reason"].split(":")[0][:80]
+        why = f["reason"]
         reasons[why] = reasons.get(why, 0) + 1
     summary = {"job": job, "videos": len(videos), "clips_kept": len(records), "clips_dropped": len(failures),
                "dropped_reasons": reasons, "failures": failures, "seconds": round(time.perf_counter() - t0, 2)}
@@ -250,15 +258,13 @@ def _process_videos(cfg: DictConfig, out: Path, videos: list[Path], body, captio
     return records, failures
 
 
-def write_records(path: Path, records: list[dict]) -> Path:
+def write_records(path: Path, records: list[ClipRecord]) -> Path:
     """Write manifest records atomically, their clip paths relative to the manifest's own folder."""
-    lines = []
-    for r in records:
-        r = dict(r)
-        for k in ("video", "avatar"):
-            r[k] = os.path.relpath(Path(r[k]).resolve(), path.parent.resolve())
-        lines.append(json.dumps(r) + "\n")
-    return write_text(path, "".join(lines), if_changed=True)
+    base = path.parent.resolve()
+    rel = [replace(r, video=os.path.relpath(Path(r.video).resolve(), base),
+                   avatar=os.path.relpath(Path(r.avatar).resolve(), base)) for r in records]
+    # written only when it changes: a rerun with nothing to do writes nothing
+    return write_text(path, "".join(json.dumps(r.to_json()) + "\n" for r in rel), if_changed=True)
 
 
 def merge_manifests(out_dir: str | Path) -> Path:
@@ -273,19 +279,11 @@ def merge_manifests(out_dir: str | Path) -> Path:
     records = []
     for f in list_outputs(out / "manifests", "*.jsonl"):
         try:
-            lines = f.read_text().splitlines()
+            empty = not f.read_text().strip()
         except UnicodeDecodeError:
             raise AmgError(f"{f}: not text (undecodable bytes); expected a jsonl manifest") from None
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    r = json.loads(line)
-                    if not isinstance(r, dict) or not {"video", "avatar"} <= set(r):
-                        raise ValueError("expected an object with video and avatar")
-                except ValueError as e:
-                    raise AmgError(f"{f}:{n}: bad manifest line ({str(e).splitlines()[0]})") from None
-                r["video"], r["avatar"] = (str(f.parent / r[k]) for k in ("video", "avatar"))
-                records.append(r)
+        if not empty:  # a job that kept no clip writes an empty manifest
+            records.extend(read_manifest(f))
     return write_records(out / "manifest.jsonl", records)
 
 

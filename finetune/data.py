@@ -45,18 +45,37 @@ AMG_FPS = 8.0
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One manifest line: clip and avatar video paths, scene caption, source frame range and frame rate."""
+    """One manifest line: clip and avatar video paths, scene caption, source frame range and frame rate.
+
+    Optional fields (written only when set): ``appearance``, one caption per person; ``people``, how many
+    people the avatar video shows; ``valid``, one flag per frame of ``frames`` (``valid[k]`` is frame
+    ``frames[0] + k``): False where the people's bodies were not observed (a frame a loss should skip).
+    """
 
     video: str
     avatar: str
     caption: str
     frames: tuple[int, int]
     fps: float
+    appearance: tuple[str, ...] = ()
+    people: int | None = None
+    valid: tuple[bool, ...] | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["frames"] = list(self.frames)
+        for k in ("appearance", "people", "valid"):
+            if d[k] is None or d[k] == ():
+                del d[k]
+            elif k != "people":
+                d[k] = list(d[k])
         return d
+
+    def valid_at(self, indices: list[int]) -> torch.Tensor:
+        """``(len(indices),)`` bool: validity of source frames ``indices`` (all True without a mask)."""
+        if self.valid is None:
+            return torch.ones(len(indices), dtype=torch.bool)
+        return torch.tensor([bool(self.valid[i - self.frames[0]]) for i in indices], dtype=torch.bool)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ClipRecord]:
@@ -95,13 +114,19 @@ def _read_manifest_lines(path: Path) -> list[ClipRecord]:
             d = json.loads(line)
             frames = tuple(int(v) for v in d["frames"])
             rec = ClipRecord(video=str(path.parent / d["video"]), avatar=str(path.parent / d["avatar"]),
-                             caption=str(d["caption"]), frames=frames, fps=float(d["fps"]))
+                             caption=str(d["caption"]), frames=frames, fps=float(d["fps"]),
+                             appearance=tuple(str(a) for a in d.get("appearance", ())),
+                             people=None if d.get("people") is None else int(d["people"]),
+                             valid=None if d.get("valid") is None else tuple(bool(v) for v in d["valid"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise AmgError(f"{path}:{n}: bad manifest line ({type(e).__name__}: {e}); expected keys "
                            "video, avatar, caption, frames [start, end), fps") from None
         if len(rec.frames) != 2 or rec.frames[0] < 0 or rec.frames[1] <= rec.frames[0] or rec.fps <= 0:
             raise AmgError(f"{path}:{n}: frames {list(rec.frames)} / fps {rec.fps}: expected 0 <= start < end "
                            "and fps > 0")
+        if rec.valid is not None and len(rec.valid) != rec.frames[1] - rec.frames[0]:
+            raise AmgError(f"{path}:{n}: valid has {len(rec.valid)} flags; expected one per frame of "
+                           f"{list(rec.frames)}")
         records.append(rec)
     return records
 
@@ -148,12 +173,16 @@ def to_model_range(frames: np.ndarray | torch.Tensor, height: int, width: int) -
 
 @dataclass
 class ClipSample:
-    """A training clip: ``video`` and ``avatar`` float32 ``(3, F, H, W)`` in [-1, 1], caption and cache key."""
+    """A training clip: ``video`` and ``avatar`` float32 ``(3, F, H, W)`` in [-1, 1], caption and cache key.
+
+    ``valid`` is ``(F,)`` bool, False on frames whose people were not observed (a loss mask).
+    """
 
     video: torch.Tensor
     avatar: torch.Tensor
     caption: str
     key: str
+    valid: torch.Tensor | None = None
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -189,17 +218,21 @@ class ClipDataset(torch.utils.data.Dataset):
             if len(frames) <= idx[-1]:
                 raise AmgError(f"{path}: {len(frames)} frames, manifest range needs frame {idx[-1]}")
             out.append(to_model_range(frames[idx], self.height, self.width))
-        return ClipSample(video=out[0], avatar=out[1], caption=r.caption, key=self.key(i))
+        return ClipSample(video=out[0], avatar=out[1], caption=r.caption, key=self.key(i), valid=r.valid_at(idx))
 
 
 @dataclass
 class LatentSample:
-    """Encoded clip: ``video`` and ``avatar`` latents ``(4, F, h, w)``, caption embedding ``text`` ``(L, D)``."""
+    """Encoded clip: ``video`` and ``avatar`` latents ``(4, F, h, w)``, caption embedding ``text`` ``(L, D)``.
+
+    ``valid``: ``(F,)`` bool frame mask of the clip (batched: ``(B, F)``), or None.
+    """
 
     video: torch.Tensor
     avatar: torch.Tensor
     text: torch.Tensor
     caption: str
+    valid: torch.Tensor | None = None
 
 
 def collate_latents(samples: list[LatentSample]) -> LatentSample:
@@ -207,7 +240,9 @@ def collate_latents(samples: list[LatentSample]) -> LatentSample:
     return LatentSample(video=torch.stack([s.video for s in samples]),
                         avatar=torch.stack([s.avatar for s in samples]),
                         text=torch.stack([s.text for s in samples]),
-                        caption="\n".join(s.caption for s in samples))
+                        caption="\n".join(s.caption for s in samples),
+                        valid=(torch.stack([s.valid for s in samples])
+                               if all(s.valid is not None for s in samples) else None))
 
 
 def _weights_hash(*modules: torch.nn.Module) -> str:
@@ -241,6 +276,10 @@ class LatentDataset(torch.utils.data.Dataset):
             return None
         return self.cache_dir / f"{self.clips.key(i)}-{self._encoders}.safetensors"
 
+    def _valid(self, i: int) -> torch.Tensor:
+        c, r = self.clips, self.clips.records[i]
+        return r.valid_at(sample_indices(r.frames[0], r.frames[1], r.fps, c.num_frames, c.fps))
+
     def __getitem__(self, i: int) -> LatentSample:
         from safetensors.torch import load_file, save_file
 
@@ -250,13 +289,14 @@ class LatentDataset(torch.utils.data.Dataset):
         caption = self.clips.records[i].caption
         if path is not None and path.is_file():
             t = load_file(str(path))
-            return LatentSample(video=t["video"], avatar=t["avatar"], text=t["text"], caption=caption)
+            return LatentSample(video=t["video"], avatar=t["avatar"], text=t["text"], caption=caption,
+                                valid=self._valid(i))
         clip = self.clips[i]
         both = torch.stack([clip.video, clip.avatar])
         lat = encode_video(self.vae, both).float().cpu()
         text = encode_prompt(self.text_encoder, self.tokenizer, [clip.caption])[0].float().cpu()
         sample = LatentSample(video=lat[0].contiguous(), avatar=lat[1].contiguous(), text=text.contiguous(),
-                              caption=caption)
+                              caption=caption, valid=clip.valid)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:

@@ -112,13 +112,15 @@ class Captioner(ABC):
     name = "captioner"
 
     @abstractmethod
-    def appearance(self, frames, keypoints, mask=None) -> str:
+    def appearance(self, frames, keypoints, mask=None, parts=None) -> str:
         """One person's appearance.
 
         Args:
             frames: ``(F,H,W,3)`` uint8 RGB clip.
             keypoints: ``(F,33,3)`` that person's landmarks (pixels, confidence).
             mask: optional ``(F,H,W)`` bool or probability of that person.
+            parts: optional ``(F,H,W)`` uint8 body-part labels of that person's fitted body
+                (:func:`reconstruction.parts.part_labels`), already limited to their mask.
         """
 
     @abstractmethod
@@ -181,7 +183,7 @@ class LlavaCaptioner(Captioner):
         new = out[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
 
-    def appearance(self, frames, keypoints, mask=None) -> str:
+    def appearance(self, frames, keypoints, mask=None, parts=None) -> str:
         frames = _check_video(frames)
         F, H, W = frames.shape[:3]
         kp = _check_keypoints(keypoints, F)
@@ -240,6 +242,32 @@ def _colour_shares(pixels: np.ndarray) -> list[tuple[str, float]]:
     return [(_COLOUR_NAMES[i], float(share[i])) for i in order if share[i] > 0]
 
 
+def _skin_classifier(reference: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+    """A test ``(N,3)`` uint8 RGB -> ``(N,)`` bool for skin: near the person's own face colour (``reference``
+    pixels, CIELAB distance) when given, else the usual YCrCb skin range."""
+
+    def lab(px):
+        return cv2.cvtColor(np.asarray(px, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+
+    def ycrcb_rule(px):
+        y = cv2.cvtColor(np.asarray(px, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2YCrCb).reshape(-1, 3)
+        return (y[:, 1] >= 135) & (y[:, 1] <= 180) & (y[:, 2] >= 85) & (y[:, 2] <= 135) & (y[:, 0] >= 60)
+
+    if reference is None or len(reference) == 0:
+        return lambda px: ycrcb_rule(px) if len(px) else np.zeros(0, bool)
+    ref_lab = lab(reference)
+    face = ref_lab[ycrcb_rule(reference)] if ycrcb_rule(reference).sum() >= 8 else ref_lab  # skip hair, eyes
+    centre = np.median(face, axis=0)
+
+    def near_face(px):
+        if len(px) == 0:
+            return np.zeros(0, bool)
+        d = np.linalg.norm((lab(px) - centre) * np.array([0.5, 1.0, 1.0], np.float32), axis=1)
+        return d < 18.0  # lightness varies with shading more than hue does
+
+    return near_face
+
+
 class AttributeCaptioner(Captioner):
     """Colour-and-brightness captions from landmarks (and masks): deterministic, no model weights.
 
@@ -254,7 +282,7 @@ class AttributeCaptioner(Captioner):
         self.min_confidence = min_confidence
         self.min_pixels = min_pixels
 
-    def regions(self, keypoints: np.ndarray, height: int, width: int) -> dict[str, np.ndarray]:
+    def regions(self, keypoints: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
         """Boolean masks ``(H,W)`` of ``upper`` (torso), ``lower`` (legs) and ``feet`` from ``(33,3)`` landmarks."""
         kp = np.asarray(keypoints, dtype=np.float32)
         ok = kp[:, 2] >= self.min_confidence
@@ -297,17 +325,21 @@ class AttributeCaptioner(Captioner):
         """Dominant colour name per region of one frame (regions too small or unseen are left out)."""
         H, W = image.shape[:2]
         out = {}
-        for name, region in self.regions(keypoints, H, W).items():
+        for name, region in self.regions(keypoints, W, H).items():
             if mask is not None:
                 region = region & (np.asarray(mask) > 0.5)
             if region.sum() >= self.min_pixels:
                 out[name] = colour_name(image[region])
         return out
 
-    def appearance(self, frames, keypoints, mask=None) -> str:
+    def appearance(self, frames, keypoints, mask=None, parts=None) -> str:
         frames = _check_video(frames)
         F, H, W = frames.shape[:3]
         kp = _check_keypoints(keypoints, F)
+        if parts is not None:
+            text = self.appearance_from_parts(frames, parts)
+            if text is not None:
+                return text
         f = key_frame(kp, W, H, self.min_confidence)
         m = None if mask is None else np.asarray(mask).reshape(F, H, W)[f]
         c = self.colours(frames[f], kp[f], m)
@@ -321,6 +353,66 @@ class AttributeCaptioner(Captioner):
         if not parts:
             return "a person"
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        return f"a person wearing {listed}"
+
+    def garments(self, frames: np.ndarray, parts: np.ndarray) -> dict:
+        """Garment colours and lengths from the pixels each body part covers, pooled over the clip.
+
+        Args:
+            frames: ``(F,H,W,3)`` uint8; parts: ``(F,H,W)`` labels of :func:`reconstruction.parts.part_labels`.
+        Returns:
+            ``top``, ``bottom``, ``shoes``: colour names of the non-skin pixels of the torso, thighs and feet
+            (absent when too few pixels); ``sleeves``: ``none``/``short``/``long`` and ``legs``:
+            ``shorts``/``trousers`` from the share of skin-coloured pixels on upper arms, forearms and shins.
+        """
+        from .parts import part_index
+
+        frames = _check_video(frames)
+        parts = np.asarray(parts)
+        if parts.shape != frames.shape[:3]:
+            raise AmgError(f"parts: expected {frames.shape[:3]} labels like the frames, got shape {parts.shape}")
+
+        def pixels(*names):
+            m = np.isin(parts, [part_index(n) for n in names])
+            return frames[m]
+
+        skin_ref = pixels("head")
+        is_skin = _skin_classifier(skin_ref if len(skin_ref) >= self.min_pixels else None)
+        out = {}
+        for key, names in (("top", ("torso",)), ("bottom", ("left_upper_leg", "right_upper_leg")),
+                           ("shoes", ("left_foot", "right_foot"))):
+            px = pixels(*names)
+            cloth = px[~is_skin(px)] if len(px) else px
+            if len(cloth) >= self.min_pixels:
+                out[key] = colour_name(cloth)
+        share = {}
+        for key, names in (("upper_arm", ("left_upper_arm", "right_upper_arm")),
+                           ("forearm", ("left_lower_arm", "right_lower_arm")),
+                           ("shin", ("left_lower_leg", "right_lower_leg"))):
+            px = pixels(*names)
+            if len(px) >= self.min_pixels:
+                share[key] = float(is_skin(px).mean())
+        if "forearm" in share:
+            out["sleeves"] = ("none" if share["forearm"] > 0.5 and share.get("upper_arm", 0.0) > 0.5
+                              else "short" if share["forearm"] > 0.5 else "long")
+        if "shin" in share:
+            out["legs"] = "shorts" if share["shin"] > 0.5 else "trousers"
+        return out
+
+    def appearance_from_parts(self, frames: np.ndarray, parts: np.ndarray) -> str | None:
+        """The appearance caption from :meth:`garments`; None when no garment could be seen."""
+        g = self.garments(frames, parts)
+        items = []
+        if "top" in g:
+            sleeves = {"none": " without sleeves", "short": " with short sleeves", "long": " with long sleeves"}
+            items.append(f"a {g['top']} top{sleeves.get(g.get('sleeves', ''), '')}")
+        if "bottom" in g:
+            items.append(f"{g['bottom']} {g.get('legs', 'trousers')}")
+        if "shoes" in g:
+            items.append(f"{g['shoes']} shoes")
+        if not items:
+            return None
+        listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
         return f"a person wearing {listed}"
 
     def scene(self, frames) -> str:

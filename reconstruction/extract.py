@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from render.camera import Camera, CameraPath
 from render.errors import AmgError
@@ -31,17 +32,27 @@ class ExtractionResult:
     """People found in a clip of ``F`` frames of ``H x W`` pixels.
 
     Attributes:
-        motions: one ``avatars.motion.Motion`` per kept track (world metres, Y-up), in ``track_ids`` order.
+        motions: one ``avatars.motion.Motion`` per fitted track (world metres, Y-up), in ``track_ids`` order:
+            the clip's subjects (and its bystanders when asked to fit them). In frames where a track is not
+            valid the motion holds the nearest valid frame's pose (nothing is fitted from nothing).
         cameras: ``CameraPath`` of ``F`` frames (the static camera the fits assume, or the one given).
         keypoints: per track ``(F,33,3)`` BlazePose landmarks in pixels with confidence (0 where unknown).
-        track_ids: ids (>= 1) of the tracks; also their values in ``masks``.
-        flags: reasons to drop the clip (subject lost, nobody found); empty when the clip is usable.
+        track_ids: ids (>= 1) of the fitted tracks; also their values in ``masks``.
+        flags: reasons to drop the clip (a subject lost for too long, nobody found); empty when usable.
         residuals: per track id (as a string) the fit residuals and tracking counts; JSON-ready.
         boxes: per track ``(F,4)`` x0, y0, x1, y1 pixels.
         world: per track ``(F,33,3)`` MediaPipe world landmarks in metres.
-        masks: ``(F,H,W)`` int32 instance ids (track ids, 0 background) from the segmentation masks, or None.
+        masks: ``(F,H,W)`` int32 instance ids (track ids of subjects and bystanders, 0 background) from the
+            segmentation masks, or None.
         fits: per track :class:`reconstruction.fit.TrackFit` (warm starts for the next window).
         seconds: wall time per stage (``pose``, ``track``, ``fit``).
+        valid: per track ``(F,)`` bool, frames whose landmarks were observed or bridged across a short gap.
+        confidence: per track ``(F,)`` float32 mean landmark confidence (0 where not valid).
+        frame_valid: ``(F,)`` bool, frames in which every subject is valid, inside the kept run.
+        people: per track id (string) of every tracked person, subjects and bystanders: ``role``, ``reason``
+            and frame counts (:meth:`reconstruction.track.TrackingResult.people`).
+        crop_box: ``(x0, y0, w, h)`` source pixels of the clip crop the result was mapped into, or None.
+        floor: the floor found under the feet when grounding (``normal``, ``offset``, ``tilt_deg``), or ``{}``.
     """
 
     motions: list
@@ -55,6 +66,41 @@ class ExtractionResult:
     masks: np.ndarray | None = None
     fits: list[TrackFit] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    valid: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray] = field(default_factory=list)
+    frame_valid: np.ndarray | None = None
+    people: dict = field(default_factory=dict)
+    crop_box: tuple[int, int, int, int] | None = None
+    floor: dict = field(default_factory=dict)
+
+    def to_clip(self, x0: int, y0: int, side: int, size: int) -> "ExtractionResult":
+        """The result in the pixels of a square clip: crop ``side`` at ``(x0, y0)``, resized to ``size``.
+
+        Keypoints, boxes, masks (nearest neighbour) and cameras (``CameraPath.crop``/``resize``, K exact)
+        are mapped; motions and world landmarks are unchanged (the camera's pose does not change).
+        """
+        import cv2
+
+        s = size / float(side)
+        shift = np.array([x0, y0], np.float32)
+
+        def kp_map(kp):
+            kp = np.array(kp, np.float32, copy=True)
+            kp[..., :2] = (kp[..., :2] - shift) * s
+            return kp
+
+        def box_map(b):
+            return ((np.asarray(b, np.float32) - np.tile(shift, 2)) * s).astype(np.float32)
+
+        masks = None
+        if self.masks is not None:
+            masks = np.stack([cv2.resize(m[y0:y0 + side, x0:x0 + side], (size, size),
+                                         interpolation=cv2.INTER_NEAREST) for m in self.masks]).astype(np.int32)
+        residuals = {k: ({**v, "reprojection_px": round(v["reprojection_px"] * s, 4)}
+                         if "reprojection_px" in v else v) for k, v in self.residuals.items()}
+        return replace(self, cameras=self.cameras.crop(x0, y0, side, side).resize(size, size),
+                       keypoints=[kp_map(k) for k in self.keypoints], boxes=[box_map(b) for b in self.boxes],
+                       masks=masks, residuals=residuals, crop_box=(int(x0), int(y0), int(side), int(side)))
 
     @property
     def usable(self) -> bool:
@@ -71,14 +117,53 @@ class ExtractionResult:
         arrays = {}
         for tid, kp, box, wl in zip(self.track_ids, self.keypoints, self.boxes, self.world):
             arrays[f"keypoints_{tid}"], arrays[f"boxes_{tid}"], arrays[f"world_{tid}"] = kp, box, wl
+        for tid, v, c in zip(self.track_ids, self.valid, self.confidence):
+            arrays[f"valid_{tid}"], arrays[f"confidence_{tid}"] = np.asarray(v, bool), np.asarray(c, np.float32)
+        if self.frame_valid is not None:
+            arrays["frame_valid"] = np.asarray(self.frame_valid, bool)
         if self.masks is not None:
             arrays["masks"] = self.masks
         write_npz(out / "keypoints.npz", track_ids=np.asarray(self.track_ids, dtype=np.int64), **arrays)
         write_meta(out, "reconstruction", inputs={"frames": len(self.cameras), "size": [self.cameras.width,
                                                                                         self.cameras.height]},
                    track_ids=list(self.track_ids), flags=list(self.flags), residuals=self.residuals,
-                   seconds=self.seconds)
+                   people=self.people, seconds=self.seconds,
+                   crop_box=None if self.crop_box is None else list(self.crop_box), floor=self.floor)
         return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ExtractionResult":
+        """Read back what :meth:`save` wrote (motions, cameras, keypoints, boxes, world landmarks, masks,
+        flags, residuals); ``fits`` stay empty.
+
+        Raises:
+            AmgError: a missing or unreadable file.
+        """
+        from avatars.motion import Motion
+        from render.io import read_json
+
+        d = Path(directory)
+        path = d / "keypoints.npz"
+        if not path.is_file():
+            raise AmgError(f"{path}: no such file; expected the keypoints ExtractionResult.save writes")
+        try:
+            with np.load(path) as kp:
+                arrays = {k: kp[k] for k in kp.files}
+        except (OSError, ValueError) as e:
+            raise AmgError(f"{path}: not a readable npz ({e})") from None
+        ids = [int(t) for t in arrays.pop("track_ids")]
+        meta = read_json(d / "meta.json")
+        return cls(motions=[Motion.load(d / f"motion_{t}.npz") for t in ids],
+                   cameras=CameraPath.load(d / "cameras.json"),
+                   keypoints=[arrays[f"keypoints_{t}"] for t in ids], track_ids=ids,
+                   flags=list(meta.get("flags", [])), residuals=dict(meta.get("residuals", {})),
+                   boxes=[arrays[f"boxes_{t}"] for t in ids], world=[arrays[f"world_{t}"] for t in ids],
+                   masks=arrays.get("masks"), seconds=dict(meta.get("seconds", {})),
+                   valid=[arrays[f"valid_{t}"] for t in ids if f"valid_{t}" in arrays],
+                   confidence=[arrays[f"confidence_{t}"] for t in ids if f"confidence_{t}" in arrays],
+                   frame_valid=arrays.get("frame_valid"), people=dict(meta.get("people", {})),
+                   crop_box=None if meta.get("crop_box") is None else tuple(int(v) for v in meta["crop_box"]),
+                   floor=dict(meta.get("floor", {})))
 
 
 def _check_inputs(frames, fps) -> np.ndarray:
@@ -114,6 +199,19 @@ def _camera_path(camera, F: int, W: int, H: int, fps: float, fov_deg: float) -> 
     return CameraPath(path.K, path.R, path.t, W, H, fps)
 
 
+def _people_masks(detections, H: int, W: int) -> np.ndarray:
+    """``(F,H,W)`` bool: pixels of any detected person (segmentation masks, or boxes without them)."""
+    out = np.zeros((len(detections), H, W), dtype=bool)
+    for f, dets in enumerate(detections):
+        for d in dets:
+            if d.mask is not None:
+                out[f] |= d.mask > 0.3
+            else:
+                x0, y0, x1, y1 = (int(round(v)) for v in d.box)
+                out[f, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    return out
+
+
 def _instance_masks(tracking: TrackingResult, detections, F: int, H: int, W: int) -> np.ndarray | None:
     if not any(d.mask is not None for dets in detections for d in dets):
         return None
@@ -135,7 +233,9 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
                    estimator: PoseEstimator | None = None, num_poses: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
                    max_gap: int = 3, max_lost: int = 8, min_fraction: float = 0.25,
                    fit: FitConfig | dict | None = None,
-                   previous: ExtractionResult | None = None, progress: bool = False) -> ExtractionResult:
+                   previous: ExtractionResult | None = None, progress: bool = False, max_subjects: int = 2,
+                   fit_bystanders: bool = False, min_valid_fraction: float = 0.75, camera_motion: bool = False,
+                   ground: bool = False) -> ExtractionResult:
     """Find, track and fit the people in a clip.
 
     Args:
@@ -145,7 +245,14 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
             uncalibrated camera with ``fov_deg`` across the long side (see ``video.default_camera``).
         body: the ``BodyModel`` to fit; default the embedded default body.
         estimator: a :class:`PoseEstimator` to reuse; default one with ``num_poses``.
-        max_gap, max_lost, min_fraction: tracking (see :func:`reconstruction.track.track_people`).
+        max_gap, max_lost, min_fraction, max_subjects, min_valid_fraction: tracking and the choice of
+            subjects (see :func:`reconstruction.track.track_people`).
+        fit_bystanders: also fit bodies to the bystanders (by default only subjects are fitted; bystanders
+            still appear in ``masks`` and ``people``).
+        camera_motion: estimate the camera's rotation per frame from background features outside the
+            people's masks (:mod:`reconstruction.camera_motion`) when the camera is not given as a moving path.
+        ground: move the world so the floor under the fitted feet is ``y = 0`` with Y up (motions, fits and
+            cameras together, so projections do not change).
         fit: :class:`FitConfig` or its fields as a dict.
         previous: the result of the previous window of the same shot: fits of tracks with the same id
             warm-start this window's.
@@ -170,20 +277,34 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
             est.close()
     seconds["pose"] = time.perf_counter() - t0
 
+    if camera_motion and bool((path.R == path.R[:1]).all()):
+        from .camera_motion import frame_rotations, rotating_path
+
+        t0 = time.perf_counter()
+        people = _people_masks(detections, H, W)
+        rel, _ = frame_rotations(frames, path.K[0].numpy(), people)
+        chained = [np.eye(3)]
+        for R in rel:
+            chained.append(R @ chained[-1])
+        path = rotating_path(path, np.stack(chained))
+        seconds["camera"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     tracking = track_people(detections, max_gap=max_gap, max_lost=max_lost, min_fraction=min_fraction,
-                            rotations=path.R.transpose(-1, -2).numpy())
+                            rotations=path.R.transpose(-1, -2).numpy(), max_subjects=max_subjects,
+                            min_valid_fraction=min_valid_fraction, frame_height=H)
     seconds["track"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     motions, fits, residuals = [], [], {}
-    if tracking.tracks:
+    fitted = [t for t in tracking.tracks if fit_bystanders or t.is_subject]
+    if fitted:
         body = body if body is not None else default_body()
         bk = BodyKeypoints(body)
         prev = {tid: f for tid, f in zip(previous.track_ids, previous.fits)} if previous is not None else {}
-        for tr in tracking.tracks:
-            result = fit_track(body, tr.keypoints, tr.world, path, cfg, init=prev.get(tr.track_id),
-                               body_keypoints=bk)
+        for tr in fitted:
+            result = hold_invalid(fit_track(body, tr.keypoints, tr.world, path, cfg, init=prev.get(tr.track_id),
+                                            body_keypoints=bk), tr.valid, bk)
             fits.append(result)
             motions.append(result.motion(float(fps)))
             residuals[str(tr.track_id)] = {**{k: (v if isinstance(v, int) else round(float(v), 4))
@@ -192,8 +313,68 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
                                            "bridged_frames": int(tr.bridged.sum())}
     seconds["fit"] = time.perf_counter() - t0
 
+    floor = {}
+    if ground and fits:
+        from .camera_motion import floor_transform, move_body, move_path
+
+        subject_fits = [m for m, t in zip(motions, fitted) if t.is_subject] or motions
+        found = floor_transform(subject_fits, body, [t.valid for t in fitted if t.is_subject] or None)
+        if found is not None:
+            G, d, floor = found
+            Gt, dt = torch.as_tensor(G, dtype=torch.float32), torch.as_tensor(d, dtype=torch.float32)
+            for i, f in enumerate(fits):
+                J0 = (bk.J_template + torch.einsum("l,jkl->jk", f.betas, bk.J_shapedirs))[0]
+                go, tr = move_body(f.global_orient, f.transl, J0, G, d)
+                fits[i] = TrackFit(f.betas, go, f.body_pose, tr, f.joints @ Gt.T + dt, f.residuals)
+                motions[i] = fits[i].motion(float(fps))
+            path = move_path(path, G, d)
+
     return ExtractionResult(
-        motions=motions, cameras=path, keypoints=[t.keypoints for t in tracking.tracks],
-        track_ids=[t.track_id for t in tracking.tracks], flags=list(tracking.flags), residuals=residuals,
-        boxes=[t.boxes for t in tracking.tracks], world=[t.world for t in tracking.tracks],
-        masks=_instance_masks(tracking, detections, F, H, W), fits=fits, seconds=seconds)
+        motions=motions, cameras=path, keypoints=[t.keypoints for t in fitted],
+        track_ids=[t.track_id for t in fitted], flags=list(tracking.flags), residuals=residuals,
+        boxes=[t.boxes for t in fitted], world=[t.world for t in fitted],
+        masks=_instance_masks(tracking, detections, F, H, W), fits=fits, seconds=seconds,
+        valid=[t.valid.copy() for t in fitted], confidence=[t.confidence for t in fitted],
+        frame_valid=tracking.valid, people=tracking.people(), floor=floor)
+
+
+def hold_invalid(fit: TrackFit, valid: np.ndarray, body_keypoints: BodyKeypoints) -> TrackFit:
+    """``fit`` with every frame outside ``valid (F,)`` set to the nearest valid frame's pose and position.
+
+    Frames nobody observed are not fitted from nothing: the optimiser's guess there (priors and smoothness
+    alone) can lie on its side or drift off; holding the nearest observed body is the honest stand-in.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    if valid.all() or not valid.any():
+        return fit
+    known = np.nonzero(valid)[0]
+    nearest = known[np.abs(np.arange(len(valid))[:, None] - known[None]).argmin(1)]
+    idx = torch.as_tensor(nearest)
+    go, pose, tr = fit.global_orient[idx].clone(), fit.body_pose[idx].clone(), fit.transl[idx].clone()
+    with torch.no_grad():
+        joints, _ = body_keypoints(fit.betas, go, pose, tr)
+    return TrackFit(fit.betas, go, pose, tr, joints, {**fit.residuals, "held_frames": int((~valid).sum())})
+
+
+def extract_clip(clip, body=None, estimator: PoseEstimator | None = None, **kwargs) -> ExtractionResult:
+    """:func:`extract_people` on a ``reconstruction.video.Clip``, in the clip's pixels.
+
+    When the clip keeps its full-resolution ``source`` frames, people are detected there and the square
+    crop is placed around the subjects (:func:`reconstruction.video.subject_window`); the result is then
+    mapped into that crop (:meth:`ExtractionResult.to_clip`; ``crop_box`` says where). Otherwise the
+    clip's own frames are used.
+
+    Args:
+        clip: a ``Clip``; kwargs: further :func:`extract_people` arguments.
+    """
+    from .video import subject_window
+
+    if clip.source is None or clip.source_camera is None:
+        return extract_people(clip.frames, clip.fps, camera=clip.camera, body=body, estimator=estimator, **kwargs)
+    H, W = clip.source.shape[1:3]
+    res = extract_people(clip.source, clip.fps, camera=clip.source_camera, body=body, estimator=estimator,
+                         **kwargs)
+    subjects = {int(k) for k, v in res.people.items() if v.get("role") == "subject"}
+    chosen = [(b, v) for t, b, v in zip(res.track_ids, res.boxes, res.valid) if t in subjects]
+    x0, y0, side = subject_window([b for b, _ in chosen], [v for _, v in chosen], W, H)
+    return res.to_clip(x0, y0, side, int(clip.frames.shape[1]))

@@ -16,7 +16,9 @@ frame whose landmarks sit on the wrong limb or person stops pulling. The world l
 the initialisation (limb directions, torso orientation): on rendered and low-resolution people their
 depth is often no better than a guess, so their term in the loss is kept light.
 
-Only the joints and ~20 keypoint vertices are evaluated in the loop (:class:`BodyKeypoints`, checked
+The loss is one pure function, :func:`fit_losses`, of the parameters (:class:`FitParams`) and the prepared
+observations (:class:`FitData`); :func:`fit_track` is a short sequence of steps around it. Only the joints
+and ~20 keypoint vertices are evaluated in the loop (:class:`reconstruction.keypoints.BodyKeypoints`, checked
 against the full body forward), so a 16-frame clip takes a few seconds on a CPU. Initialisation is
 analytic: torso orientation from the world landmarks, depth from a weak-perspective fit of the world
 landmarks to the 2D ones.
@@ -24,8 +26,11 @@ landmarks to the 2D ones.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -34,29 +39,16 @@ from render.camera import Camera, CameraPath
 from render.errors import AmgError
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
+from .align import mpjpe, procrustes
+from .keypoints import LANDMARK_TARGETS, BodyKeypoints, body_keypoints_reference
 from .pose import LANDMARK_INDEX, NUM_LANDMARKS, torso_axes
 
 __all__ = [
-    "LANDMARK_TARGETS", "BodyKeypoints", "FitConfig", "TrackFit", "fit_track", "procrustes", "mpjpe",
-    "body_keypoints_reference",
+    "LANDMARK_TARGETS", "BodyKeypoints", "FitConfig", "FitData", "FitParams", "TrackFit", "fit_track",
+    "fit_losses", "prepare_observations", "initial_parameters", "robust_weights", "fit_residuals",
+    "single_thread", "procrustes", "mpjpe", "body_keypoints_reference",
 ]
 
-#: BlazePose landmark index -> (``"joint"``, SMPL joint index) or (``"vertex"``, body vertex-id name), weight.
-#: MediaPipe's pinky/index landmarks bracket the hand, so both pull on the SMPL hand joint at half weight.
-LANDMARK_TARGETS: dict[int, tuple[str, int | str, float]] = {
-    0: ("vertex", "nose", 1.0),
-    2: ("vertex", "leye", 0.5), 5: ("vertex", "reye", 0.5),
-    7: ("vertex", "lear", 0.5), 8: ("vertex", "rear", 0.5),
-    11: ("joint", 16, 1.0), 12: ("joint", 17, 1.0),
-    13: ("joint", 18, 1.0), 14: ("joint", 19, 1.0),
-    15: ("joint", 20, 1.0), 16: ("joint", 21, 1.0),
-    17: ("joint", 22, 0.5), 18: ("joint", 23, 0.5), 19: ("joint", 22, 0.5), 20: ("joint", 23, 0.5),
-    23: ("joint", 1, 1.0), 24: ("joint", 2, 1.0),
-    25: ("joint", 4, 1.0), 26: ("joint", 5, 1.0),
-    27: ("joint", 7, 1.0), 28: ("joint", 8, 1.0),
-    29: ("vertex", "LHeel", 0.7), 30: ("vertex", "RHeel", 0.7),
-    31: ("vertex", "LBigToe", 0.7), 32: ("vertex", "RBigToe", 0.7),
-}
 _L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = (LANDMARK_INDEX[n] for n in ("left_shoulder", "right_shoulder",
                                                                           "left_hip", "right_hip"))
 #: metres; 3D residuals are measured in body heights, like 2D ones in the person's size in pixels
@@ -65,169 +57,10 @@ _BODY_HEIGHT = 1.7
 #: (body_pose index, axis, sign): a rotation ``sign * pose[idx, axis] < 0`` bends the joint the wrong way
 #: (SMPL: knees flex about +x; the left elbow about -y, the right about +y).
 _BEND_LIMITS = ((3, 0, 1.0), (4, 0, 1.0), (17, 1, -1.0), (18, 1, 1.0))
+_BEND_INDEX = torch.tensor([[i, a] for i, a, _ in _BEND_LIMITS])
+_BEND_SIGN = torch.tensor([s for *_, s in _BEND_LIMITS])
 #: body_pose rows (joint - 1) no landmark observes directly: spine, neck, collars, head, feet, hands.
 _UNOBSERVED = (2, 5, 8, 9, 10, 11, 12, 13, 14, 21, 22)
-
-
-class BodyKeypoints(torch.nn.Module):
-    """Fast evaluation of a body's 24 joints and the keypoint vertices the landmark targets name.
-
-    Args:
-        body: an ``avatars.body.BodyModel`` (SMPL layout); its ``vertex_ids`` name the keypoint vertices.
-    Attributes:
-        landmark_index: ``(K,)`` BlazePose indices that have a body target on this body.
-        landmark_weight: ``(K,)`` their weights.
-    """
-
-    def __init__(self, body) -> None:
-        super().__init__()
-        lm_idx, weights, joint_of, vert_names = [], [], [], []
-        for lm, (kind, target, w) in LANDMARK_TARGETS.items():
-            if kind == "vertex" and target not in body.vertex_ids:
-                continue  # bodies without keypoint vertex ids still fit on the joints
-            lm_idx.append(lm)
-            weights.append(w)
-            if kind == "joint":
-                joint_of.append(int(target))
-            else:
-                joint_of.append(-1 - len(vert_names))
-                vert_names.append(target)
-        vids = [int(body.vertex_ids[n]) for n in vert_names]
-        self.parents = list(body.parents)
-        self._plan_levels()
-        self.num_betas = body.num_betas
-        self.register_buffer("landmark_index", torch.tensor(lm_idx, dtype=torch.long))
-        self.register_buffer("landmark_weight", torch.tensor(weights, dtype=torch.float32))
-        # source row of each landmark in cat([joints (24), vertices (Nv)])
-        src = [j if j >= 0 else 24 + (-1 - j) for j in joint_of]
-        self.register_buffer("source", torch.tensor(src, dtype=torch.long))
-        idx = torch.tensor(vids, dtype=torch.long)
-        self.register_buffer("v_template", body.v_template[idx].clone())
-        self.register_buffer("shapedirs", body.shapedirs[idx].clone())
-        self.register_buffer("weights", body.weights[idx].clone())
-        self.register_buffer("J_template", body.J_template.clone())
-        self.register_buffer("J_shapedirs", body.J_shapedirs.clone())
-        self.has_posedirs = bool(getattr(body, "has_posedirs", False)) and len(vids) > 0
-        if self.has_posedirs:
-            pd = body.posedirs.reshape(body.posedirs.shape[0], -1, 3)[:, idx]
-            self.register_buffer("posedirs", pd.reshape(pd.shape[0], -1).clone())
-
-    def _plan_levels(self) -> None:
-        depth = []
-        for j, p in enumerate(self.parents):
-            depth.append(0 if p < 0 else depth[p] + 1)
-        self._levels = [torch.tensor([j for j in range(len(depth)) if depth[j] == d], dtype=torch.long)
-                        for d in range(max(depth) + 1)]
-        order = torch.cat(self._levels)
-        position = torch.empty_like(order)
-        position[order] = torch.arange(len(order))
-        # parent of each level member as a position in the concatenation of the previous levels
-        self._parent_pos = [None] + [position[torch.tensor([self.parents[j] for j in lv.tolist()])]
-                                     for lv in self._levels[1:]]
-        self._inverse_order = position
-        self._parent_of = torch.tensor([max(p, 0) for p in self.parents], dtype=torch.long)
-
-    def kinematics(self, rot: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward kinematics one tree level at a time (9 batched steps instead of 23 joint steps).
-
-        Args:
-            rot: ``(F,24,3,3)`` local rotations; joints: ``(F,24,3)`` rest joints.
-        Returns:
-            posed joints ``(F,24,3)`` and skinning transforms ``(F,24,4,4)`` as
-            ``avatars.lbs.batch_rigid_transform`` computes them.
-        """
-        F = rot.shape[0]
-        rel = joints - torch.cat([torch.zeros_like(joints[:, :1]), joints[:, self._parent_of[1:]]], dim=1)
-        R_levels, t_levels = [rot[:, :1]], [rel[:, :1]]
-        for members, parent_pos in zip(self._levels[1:], self._parent_pos[1:]):
-            R_prev = torch.cat(R_levels, dim=1)
-            t_prev = torch.cat(t_levels, dim=1)
-            Rp, tp = R_prev[:, parent_pos], t_prev[:, parent_pos]
-            R_levels.append(Rp @ rot[:, members])
-            t_levels.append(tp + (Rp @ rel[:, members, :, None])[..., 0])
-        R = torch.cat(R_levels, dim=1)[:, self._inverse_order]
-        t = torch.cat(t_levels, dim=1)[:, self._inverse_order]
-        top = torch.cat([R, (t - (R @ joints[..., None])[..., 0])[..., None]], dim=-1)
-        bottom = torch.zeros(F, R.shape[1], 1, 4, dtype=R.dtype, device=R.device)
-        bottom[..., 3] = 1
-        return t, torch.cat([top, bottom], dim=-2)
-
-    def forward(self, betas: torch.Tensor, global_orient: torch.Tensor, body_pose: torch.Tensor,
-                transl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joints ``(F,24,3)`` and landmark targets ``(F,K,3)`` in world metres.
-
-        Args:
-            betas: ``(NB,)`` shared shape; global_orient ``(F,3)``; body_pose ``(F,23,3)``; transl ``(F,3)``.
-        """
-        from avatars.lbs import blend_shapes, pose_features, skin_vertices
-
-        F = global_orient.shape[0]
-        b = betas.reshape(1, -1).expand(F, -1)
-        rot = axis_angle_to_matrix(torch.cat([global_orient[:, None], body_pose], dim=1))
-        J = self.J_template + blend_shapes(b[:1], self.J_shapedirs)
-        joints, skin = self.kinematics(rot, J.expand(F, -1, -1))
-        v = self.v_template + blend_shapes(b[:1], self.shapedirs)
-        v = v.expand(F, -1, -1)
-        if self.has_posedirs:
-            v = v + (pose_features(rot) @ self.posedirs).view(F, -1, 3)
-        verts = skin_vertices(v, self.weights, skin)
-        joints = joints + transl[:, None]
-        pts = torch.cat([joints, verts + transl[:, None]], dim=1)
-        return joints, pts[:, self.source]
-
-
-def body_keypoints_reference(body, keypoints: BodyKeypoints, betas, global_orient, body_pose, transl):
-    """The slow obvious twin of :class:`BodyKeypoints`: full body forward, then gather joints/vertices."""
-    F = global_orient.shape[0]
-    out = body(betas=betas.reshape(1, -1).expand(F, -1), global_orient=global_orient, body_pose=body_pose,
-               transl=transl)
-    rows = []
-    for lm in keypoints.landmark_index.tolist():
-        kind, target, _ = LANDMARK_TARGETS[lm]
-        rows.append(out.joints[:, target] if kind == "joint" else out.vertices[:, body.vertex_ids[target]])
-    return out.joints, torch.stack(rows, dim=1)
-
-
-def procrustes(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor | None = None,
-               scale: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weighted similarity alignment of point sets (no reflection).
-
-    Args:
-        src, dst: ``(B,N,3)``; weights: ``(B,N)`` non-negative (default ones).
-    Returns:
-        ``s (B,)``, ``R (B,3,3)``, ``t (B,3)`` minimising ``sum w |s R src + t - dst|^2``.
-    """
-    if weights is None:
-        weights = torch.ones(src.shape[:2], dtype=src.dtype, device=src.device)
-    w = weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
-    mu_s = (w[..., None] * src).sum(1)
-    mu_d = (w[..., None] * dst).sum(1)
-    xs, xd = src - mu_s[:, None], dst - mu_d[:, None]
-    cov = torch.einsum("bn,bni,bnj->bij", w, xd, xs)
-    U, S, Vh = torch.linalg.svd(cov)
-    d = torch.sign(torch.linalg.det(U @ Vh))
-    D = torch.ones_like(S)
-    D[:, -1] = d
-    R = U @ torch.diag_embed(D) @ Vh
-    if scale:
-        var = (w * (xs ** 2).sum(-1)).sum(-1).clamp_min(1e-12)
-        s = (S * D).sum(-1) / var
-    else:
-        s = torch.ones(src.shape[0], dtype=src.dtype, device=src.device)
-    t = mu_d - s[:, None] * (mu_s[:, None] @ R.transpose(-1, -2))[:, 0]
-    return s, R, t
-
-
-def mpjpe(pred: torch.Tensor, target: torch.Tensor, align: bool = True) -> torch.Tensor:
-    """Mean per-joint position error ``(B,)`` in the units of the inputs ``(B,J,3)``.
-
-    With ``align`` the prediction is first similarity-aligned to the target per frame (PA-MPJPE).
-    """
-    pred, target = pred.double(), target.double()
-    if align:
-        s, R, t = procrustes(pred, target)
-        pred = s[:, None, None] * pred @ R.transpose(-1, -2) + t[:, None]
-    return (pred - target).norm(dim=-1).mean(-1)
 
 
 @dataclass
@@ -400,6 +233,230 @@ def _initialise(kp: np.ndarray, world: np.ndarray, path: CameraPath, body_kp: Bo
     return go.float(), body_pose, (hip_world.float() - hip_mid)
 
 
+@dataclass
+class FitParams:
+    """The optimised body parameters of one track.
+
+    Attributes:
+        betas: ``(NB,)``; global_orient: ``(F,3)`` axis-angle; body_pose: ``(F,23,3)``; transl: ``(F,3)`` metres.
+    """
+
+    betas: torch.Tensor
+    global_orient: torch.Tensor
+    body_pose: torch.Tensor
+    transl: torch.Tensor
+
+    def tensors(self, names: tuple[str, ...]) -> list[torch.Tensor]:
+        return [getattr(self, n) for n in names]
+
+
+@dataclass
+class FitData:
+    """One track's observations prepared for :func:`fit_losses` (``K`` landmarks with a body target).
+
+    Attributes:
+        obs: ``(F,K,3)`` pixels and confidence; obs_world: ``(F,K,3)`` world landmarks, metres.
+        w2d, w3d: ``(F,K)`` weights of the reprojection and world terms (w3d zero without world landmarks).
+        w_report: ``(F,K)`` weights of the reported residuals (confident landmarks only).
+        scale: ``(F,)`` person size in pixels (normalises the reprojection term).
+        K, R, t: ``(F,3,3)``, ``(F,3,3)``, ``(F,3)`` the cameras of the pixels (float32).
+        has_world: whether world landmarks were given.
+    """
+
+    obs: torch.Tensor
+    obs_world: torch.Tensor
+    w2d: torch.Tensor
+    w3d: torch.Tensor
+    w_report: torch.Tensor
+    scale: torch.Tensor
+    K: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    has_world: bool
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.obs.shape[0])
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one intra-op torch thread and restore the caller's setting afterwards.
+
+    The fit's tensors are tiny: intra-op threads only add synchronisation (10x slower on a busy machine).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def prepare_observations(keypoints, world, cameras: Camera | CameraPath | None, body_keypoints: BodyKeypoints,
+                         config: FitConfig) -> tuple[FitData, CameraPath, np.ndarray, np.ndarray | None]:
+    """Validate one track's landmarks and turn them into :class:`FitData`.
+
+    Args:
+        keypoints: ``(F,33,3)`` pixels and confidence; world: ``(F,33,3)`` metres or None.
+        cameras: a static :class:`Camera` or a ``CameraPath`` of ``F`` frames.
+    Returns:
+        the data, the camera path, and the validated ``keypoints`` / ``world`` arrays (float32).
+    Raises:
+        AmgError: wrong shapes, non-finite values, no camera.
+    """
+    kp = np.asarray(keypoints, dtype=np.float32)
+    if kp.ndim != 3 or kp.shape[1:] != (NUM_LANDMARKS, 3) or kp.shape[0] < 1:
+        raise AmgError(f"keypoints: expected (F,{NUM_LANDMARKS},3) pixels and confidence, got shape {kp.shape}")
+    if not np.isfinite(kp).all():
+        raise AmgError("keypoints: expected finite values, got NaN or inf")
+    F = kp.shape[0]
+    wl = None if world is None else np.asarray(world, dtype=np.float32)
+    if wl is not None and (wl.shape != kp.shape or not np.isfinite(wl).all()):
+        raise AmgError(f"world: expected finite (F,{NUM_LANDMARKS},3) metres like keypoints, got shape {wl.shape}")
+    if cameras is None:
+        raise AmgError("cameras: expected the camera of the keypoints' pixels, got None")
+    path = _as_path(cameras, F)
+    cfg = config
+    lm = body_keypoints.landmark_index
+    obs = torch.as_tensor(kp)[:, lm]  # (F,K,3)
+    conf = obs[..., 2] * (obs[..., 2] >= cfg.min_confidence)
+    detected = (torch.as_tensor(kp[..., 2]).max(-1).values > 0)[:, None]
+    w_data = torch.where(detected, conf.clamp_min(cfg.occluded_weight), conf) * body_keypoints.landmark_weight
+    obs_world = torch.as_tensor(wl if wl is not None else np.zeros_like(kp))[:, lm]
+    seen = conf > 0
+    scale = torch.full((F,), float(path.height) / 2)
+    for f in range(F):
+        if seen[f].sum() >= 2:
+            p = obs[f, seen[f], :2]
+            scale[f] = (p.max(0).values - p.min(0).values).norm().clamp_min(8.0)
+    data = FitData(obs=obs, obs_world=obs_world, w2d=w_data, w3d=w_data if wl is not None else torch.zeros_like(w_data),
+                   w_report=conf * body_keypoints.landmark_weight, scale=scale, K=path.K.float(), R=path.R.float(),
+                   t=path.t.float(), has_world=wl is not None)
+    return data, path, kp, wl
+
+
+def fit_losses(params: FitParams, data: FitData, body_keypoints: BodyKeypoints, config: FitConfig,
+               full: bool = True) -> dict[str, torch.Tensor]:
+    """The fit's loss terms (scalars) for ``params`` against ``data``; a pure function of its inputs.
+
+    Terms: ``reproj`` (landmark reprojection, in person sizes squared), ``world`` (world landmarks after a
+    per-frame similarity alignment, in body heights squared), with ``full`` also the priors ``bend``
+    (knees and elbows bent the wrong way), ``rest`` (distance from the rest pose, more for unobserved
+    joints) and ``shape`` (betas); ``smooth`` (joint accelerations) when there are 3 or more frames.
+    """
+    cfg = config
+    F = data.num_frames
+    joints, pts = body_keypoints(params.betas, params.global_orient, params.body_pose, params.transl)
+    uv, pc = _project(pts, data.K, data.R, data.t)
+    r2d = ((uv - data.obs[..., :2]).norm(dim=-1) / data.scale[:, None]) ** 2
+    out = {"reproj": cfg.w_reproj * (data.w2d * r2d).sum() / data.w2d.sum().clamp_min(1e-6)}
+    if data.has_world and float(data.w3d.sum()) > 0:
+        with torch.no_grad():  # alignment from the current estimate; gradients flow through pc
+            s, Rp, tp = procrustes(data.obs_world.double(), pc.detach().double(), data.w3d.double() + 1e-9)
+        aligned = (s[:, None, None] * data.obs_world.double() @ Rp.transpose(-1, -2) + tp[:, None]).float()
+        r3d = ((pc - aligned).norm(dim=-1) / _BODY_HEIGHT) ** 2
+        out["world"] = cfg.w_world * (data.w3d * r3d).sum() / data.w3d.sum().clamp_min(1e-6)
+    if full:
+        pose = params.body_pose
+        rest_w = torch.full((23,), cfg.w_rest)
+        rest_w[list(_UNOBSERVED)] = cfg.w_rest_unobserved
+        out["bend"] = cfg.w_bend * torch.relu(-_BEND_SIGN * pose[:, _BEND_INDEX[:, 0], _BEND_INDEX[:, 1]]).pow(2).mean()
+        out["rest"] = (rest_w[:, None] * pose.pow(2)).sum(-1).mean()
+        out["shape"] = cfg.w_shape * params.betas.pow(2).sum()
+    if F >= 3:
+        acc = (joints[2:] - 2 * joints[1:-1] + joints[:-2]) / _BODY_HEIGHT
+        out["smooth"] = cfg.w_smooth * acc.pow(2).sum(-1).mean()
+    return out
+
+
+def _optimise(params: FitParams, names: tuple[str, ...], data: FitData, body_keypoints: BodyKeypoints,
+              config: FitConfig, iterations: int) -> None:
+    """Minimise :func:`fit_losses` over the tensors ``names`` of ``params`` (updated in place)."""
+    tensors = params.tensors(names)
+    full = len(names) > 2
+
+    def loss() -> torch.Tensor:
+        return sum(fit_losses(params, data, body_keypoints, config, full).values())
+
+    if iterations <= 0:
+        return
+    if config.optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(tensors, lr=1.0, max_iter=iterations, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            value = loss()
+            value.backward()
+            return value
+
+        opt.step(closure)
+        return
+    opt = torch.optim.Adam(tensors, lr=config.lr)
+    for _ in range(iterations):
+        opt.zero_grad(set_to_none=True)
+        loss().backward()
+        opt.step()
+
+
+def robust_weights(params: FitParams, data: FitData, base: torch.Tensor, body_keypoints: BodyKeypoints,
+                   config: FitConfig) -> FitData:
+    """``data`` with its weights ``base (F,K)`` times the Cauchy weight of each landmark's current error."""
+    with torch.no_grad():
+        _, pts = body_keypoints(params.betas, params.global_orient, params.body_pose, params.transl)
+        r = (_project(pts, data.K, data.R, data.t)[0] - data.obs[..., :2]).norm(dim=-1) / data.scale[:, None]
+        # the typical error, at least 1% of the person's size: exact data stays fully weighted
+        typical = r[base > 0].median().clamp_min(0.01)
+        w2d = base * (1.0 / (1.0 + (r / (config.robust_scale * typical)) ** 2))
+    return replace(data, w2d=w2d, w3d=w2d if data.has_world else data.w3d)
+
+
+def fit_residuals(params: FitParams, data: FitData, body_keypoints: BodyKeypoints) -> tuple[torch.Tensor, dict]:
+    """Posed joints ``(F,24,3)`` and the residuals on confident landmarks (``reprojection_px``, ``world_mm``)."""
+    w = data.w_report
+    with torch.no_grad():
+        joints, pts = body_keypoints(params.betas, params.global_orient, params.body_pose, params.transl)
+        uv, pc = _project(pts, data.K, data.R, data.t)
+        err = (uv - data.obs[..., :2]).norm(dim=-1)
+        res = {"reprojection_px": float((w * err).sum() / w.sum().clamp_min(1e-6)), "frames": data.num_frames}
+        if data.has_world and float(w.sum()) > 0:
+            s, Rp, tp = procrustes(data.obs_world.double(), pc.double(), w.double() + 1e-9)
+            aligned = s[:, None, None] * data.obs_world.double() @ Rp.transpose(-1, -2) + tp[:, None]
+            e3 = (pc.double() - aligned).norm(dim=-1)
+            res["world_mm"] = float(1000 * (w * e3).sum() / w.sum())
+    return joints, {k: v for k, v in res.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+def initial_parameters(kp: np.ndarray, world: np.ndarray | None, path: CameraPath, body_keypoints: BodyKeypoints,
+                       init: "TrackFit | None" = None) -> FitParams:
+    """The starting point: analytic (torso orientation, limb directions, weak-perspective depth) or ``init``.
+
+    A previous fit of the same length is taken whole (a refinement); one of another length (the previous
+    window) gives its betas, and its last pose where no world landmarks are given.
+    """
+    F = kp.shape[0]
+    nb = body_keypoints.num_betas
+    if init is not None:
+        betas0 = init.betas.detach().float().reshape(-1)[:nb]
+        same = init.global_orient.shape[0] == F
+        pose0 = init.body_pose.detach().float()[slice(None) if same else slice(-1, None)].expand(F, -1, -1).clone()
+    else:
+        betas0 = torch.zeros(nb)
+        pose0 = torch.zeros(F, 23, 3)
+    go0, pose_init, tr0 = _initialise(kp, world if world is not None else _flat_world(kp), path, body_keypoints,
+                                      betas0, pose0)
+    if world is not None:
+        pose0 = pose_init  # the landmarks' limb directions beat a previous window's last pose
+    if init is not None and init.global_orient.shape[0] == F:
+        go0, tr0 = init.global_orient.detach().float().clone(), init.transl.detach().float().clone()
+    return FitParams(betas0.clone().requires_grad_(True), go0.clone().requires_grad_(True),
+                     pose0.clone().requires_grad_(True), tr0.clone().requires_grad_(True))
+
+
 def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None = None,
               config: FitConfig | None = None, init: TrackFit | None = None,
               body_keypoints: BodyKeypoints | None = None) -> TrackFit:
@@ -416,145 +473,24 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     Returns:
         :class:`TrackFit`.
     """
-    import time
-
     start = time.perf_counter()
     cfg = config or FitConfig()
-    kp = np.asarray(keypoints, dtype=np.float32)
-    if kp.ndim != 3 or kp.shape[1:] != (NUM_LANDMARKS, 3) or kp.shape[0] < 1:
-        raise AmgError(f"keypoints: expected (F,{NUM_LANDMARKS},3) pixels and confidence, got shape {kp.shape}")
-    if not np.isfinite(kp).all():
-        raise AmgError("keypoints: expected finite values, got NaN or inf")
-    F = kp.shape[0]
-    wl = np.zeros_like(kp) if world is None else np.asarray(world, dtype=np.float32)
-    if wl.shape != kp.shape or not np.isfinite(wl).all():
-        raise AmgError(f"world: expected finite (F,{NUM_LANDMARKS},3) metres like keypoints, got shape {wl.shape}")
-    if cameras is None:
-        raise AmgError("cameras: expected the camera of the keypoints' pixels, got None")
-    path = _as_path(cameras, F)
     bk = body_keypoints or BodyKeypoints(body)
-    K, R, t = (path.K.float(), path.R.float(), path.t.float())
-
-    lm = bk.landmark_index
-    obs = torch.as_tensor(kp)[:, lm]  # (F,K,3)
-    conf = obs[..., 2] * (obs[..., 2] >= cfg.min_confidence)
-    detected = (torch.as_tensor(kp[..., 2]).max(-1).values > 0)[:, None]
-    w_data = torch.where(detected, conf.clamp_min(cfg.occluded_weight), conf) * bk.landmark_weight
-    w_report = conf * bk.landmark_weight  # residuals are reported on the confident landmarks
-    obs_world = torch.as_tensor(wl)[:, lm]
-    w2d = w_data  # the robust rounds reweight these (new tensors, w_data stays)
-    w3d = w_data if world is not None else torch.zeros_like(w_data)
-    # person size in pixels per frame: normalises the reprojection term across resolutions and distances
-    seen = conf > 0
-    scale = torch.ones(F)
-    for f in range(F):
-        if seen[f].sum() >= 2:
-            p = obs[f, seen[f], :2]
-            scale[f] = (p.max(0).values - p.min(0).values).norm().clamp_min(8.0)
-        else:
-            scale[f] = float(path.height) / 2
-
-    nb = bk.num_betas
-    if init is not None:
-        betas0 = init.betas.detach().float().reshape(-1)[:nb]
-        same = init.global_orient.shape[0] == F
-        pick = slice(None) if same else slice(-1, None)
-        pose0 = init.body_pose.detach().float()[pick].expand(F, -1, -1).clone()
-    else:
-        betas0 = torch.zeros(nb)
-        pose0 = torch.zeros(F, 23, 3)
-    go0, pose_init, tr0 = _initialise(kp, wl if world is not None else _flat_world(kp), path, bk, betas0, pose0)
-    if world is not None:
-        pose0 = pose_init  # the landmarks' limb directions beat a previous window's last pose
-    if init is not None and init.global_orient.shape[0] == F:
-        go0, tr0 = init.global_orient.detach().float().clone(), init.transl.detach().float().clone()
-
-    betas = betas0.clone().requires_grad_(True)
-    go = go0.clone().requires_grad_(True)
-    pose = pose0.clone().requires_grad_(True)
-    tr = tr0.clone().requires_grad_(True)
-
-    rest_w = torch.full((23,), cfg.w_rest)
-    rest_w[list(_UNOBSERVED)] = cfg.w_rest_unobserved
-    bend = torch.tensor([[i, a] for i, a, _ in _BEND_LIMITS])
-    bend_sign = torch.tensor([s for *_, s in _BEND_LIMITS])
-
-    def losses(full: bool) -> dict[str, torch.Tensor]:
-        joints, pts = bk(betas, go, pose, tr)
-        uv, pc = _project(pts, K, R, t)
-        r2d = ((uv - obs[..., :2]).norm(dim=-1) / scale[:, None]) ** 2
-        out = {"reproj": cfg.w_reproj * (w2d * r2d).sum() / w2d.sum().clamp_min(1e-6)}
-        if world is not None and float(w3d.sum()) > 0:
-            with torch.no_grad():  # alignment from the current estimate; gradients flow through pc
-                s, Rp, tp = procrustes(obs_world.double(), pc.detach().double(), w3d.double() + 1e-9)
-            aligned = (s[:, None, None] * obs_world.double() @ Rp.transpose(-1, -2) + tp[:, None]).float()
-            r3d = ((pc - aligned).norm(dim=-1) / _BODY_HEIGHT) ** 2
-            out["world"] = cfg.w_world * (w3d * r3d).sum() / w3d.sum().clamp_min(1e-6)
-        if full:
-            out["bend"] = cfg.w_bend * torch.relu(-bend_sign * pose[:, bend[:, 0], bend[:, 1]]).pow(2).mean()
-            out["rest"] = (rest_w[:, None] * pose.pow(2)).sum(-1).mean()
-            out["shape"] = cfg.w_shape * betas.pow(2).sum()
-        if F >= 3:
-            acc = (joints[2:] - 2 * joints[1:-1] + joints[:-2]) / _BODY_HEIGHT
-            out["smooth"] = cfg.w_smooth * acc.pow(2).sum(-1).mean()
-        return out
-
-    def run(params, iterations):
-        full = len(params) > 2
-        if cfg.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=20,
-                                    line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-
-            def closure():
-                opt.zero_grad(set_to_none=True)
-                loss = sum(losses(full).values())
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-            return
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        for _ in range(iterations):
-            opt.zero_grad(set_to_none=True)
-            loss = sum(losses(full).values())
-            loss.backward()
-            opt.step()
-
-    threads = torch.get_num_threads()
-    # the tensors are tiny: intra-op threads only add synchronisation (10x slower on a busy machine)
-    torch.set_num_threads(1)
-    try:
-        if init is None or init.global_orient.shape[0] != F:
-            run([go, tr], cfg.orient_iterations)
-        run([go, tr, pose, betas], cfg.iterations)
-        for _ in range(cfg.robust_rounds if bool((w_data > 0).any()) else 0):
-            with torch.no_grad():
-                _, pts = bk(betas, go, pose, tr)
-                r = (_project(pts, K, R, t)[0] - obs[..., :2]).norm(dim=-1) / scale[:, None]
-                # the typical error, at least 1% of the person's size: exact data stays fully weighted
-                typical = r[w_data > 0].median().clamp_min(0.01)
-                robust = 1.0 / (1.0 + (r / (cfg.robust_scale * typical)) ** 2)
-                w2d = w_data * robust
-                w3d = w2d if world is not None else w3d
-            run([go, tr, pose, betas], cfg.iterations)
-    finally:
-        torch.set_num_threads(threads)
-
-    with torch.no_grad():
-        joints, pts = bk(betas, go, pose, tr)
-        uv, pc = _project(pts, K, R, t)
-        err = (uv - obs[..., :2]).norm(dim=-1)
-        reproj = float((w_report * err).sum() / w_report.sum().clamp_min(1e-6))
-        res = {"reprojection_px": reproj, "frames": F, "seconds": 0.0}
-        if world is not None and float(w_report.sum()) > 0:
-            s, Rp, tp = procrustes(obs_world.double(), pc.double(), w_report.double() + 1e-9)
-            aligned = s[:, None, None] * obs_world.double() @ Rp.transpose(-1, -2) + tp[:, None]
-            e3 = (pc.double() - aligned).norm(dim=-1)
-            res["world_mm"] = float(1000 * (w_report * e3).sum() / w_report.sum())
-        res = {k: v for k, v in res.items() if not (isinstance(v, float) and math.isnan(v))}
+    data, path, kp, wl = prepare_observations(keypoints, world, cameras, bk, cfg)
+    params = initial_parameters(kp, wl, path, bk, init)
+    everything = ("global_orient", "transl", "body_pose", "betas")
+    base = data.w2d
+    with single_thread():
+        if init is None or init.global_orient.shape[0] != data.num_frames:
+            _optimise(params, ("global_orient", "transl"), data, bk, cfg, cfg.orient_iterations)
+        _optimise(params, everything, data, bk, cfg, cfg.iterations)
+        for _ in range(cfg.robust_rounds if bool((base > 0).any()) else 0):
+            data = robust_weights(params, data, base, bk, cfg)
+            _optimise(params, everything, data, bk, cfg, cfg.iterations)
+        joints, res = fit_residuals(params, data, bk)
     res["seconds"] = time.perf_counter() - start
-    return TrackFit(betas.detach().clone(), go.detach().clone(), pose.detach().clone(), tr.detach().clone(),
-                    joints.detach().clone(), res)
+    return TrackFit(params.betas.detach().clone(), params.global_orient.detach().clone(),
+                    params.body_pose.detach().clone(), params.transl.detach().clone(), joints.detach().clone(), res)
 
 
 def _flat_world(kp: np.ndarray) -> np.ndarray:

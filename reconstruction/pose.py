@@ -17,7 +17,7 @@ import numpy as np
 from render.errors import AmgError
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
-           "landmark_box", "box_iou", "torso_axes"]
+           "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "pose_landmarker.task"
 
@@ -69,6 +69,8 @@ class Detection:
         box: ``(4,)`` float32 ``x0, y0, x1, y1`` pixels around the person.
         score: mean landmark visibility.
         mask: ``(H,W)`` float32 person probability in [0, 1], or None when masks were not requested.
+        appearance: ``(2*B,)`` float32 colour histograms of torso and legs (:func:`appearance_descriptor`),
+            or None; tracking uses it to keep identities through crossings.
     """
 
     keypoints: np.ndarray
@@ -76,6 +78,75 @@ class Detection:
     box: np.ndarray
     score: float
     mask: np.ndarray | None = None
+    appearance: np.ndarray | None = None
+
+
+_APPEARANCE_BINS = 4  # per RGB channel: 64 bins per region
+
+
+def appearance_descriptor(frame: np.ndarray, keypoints: np.ndarray, mask: np.ndarray | None = None,
+                          min_confidence: float = 0.3) -> np.ndarray | None:
+    """Colour statistics of one person: RGB histograms (4 bins a channel) of the torso and of the legs.
+
+    Regions come from the landmarks (the shoulder-hip quad shrunk to its inner three quarters; thick lines
+    hip-knee-ankle), intersected with the person's mask when given. Each region's histogram sums to 1/2
+    (an unseen region is left at zero), so the Hellinger distance of two descriptors lies in [0, 1].
+
+    Args:
+        frame: ``(H,W,3)`` uint8 RGB; keypoints: ``(33,3)`` pixels and confidence; mask: ``(H,W)`` probability.
+    Returns:
+        ``(128,)`` float32, or None when neither region is seen.
+    """
+    import cv2
+
+    H, W = frame.shape[:2]
+    kp = np.asarray(keypoints, np.float32)
+    ok = kp[:, 2] >= min_confidence
+    ls, rs, lh, rh, lk, rk, la, ra = (LANDMARK_INDEX[n] for n in (
+        "left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle"))
+    regions = []
+    torso = np.zeros((H, W), np.uint8)
+    if ok[[ls, rs, lh, rh]].all():
+        quad = kp[[ls, rs, rh, lh], :2]
+        c = quad.mean(0)
+        cv2.fillPoly(torso, [np.round(c + 0.75 * (quad - c)).astype(np.int32)], 1)
+    regions.append(torso)
+    legs = np.zeros((H, W), np.uint8)
+    width = max(2, int(0.15 * float(np.linalg.norm(kp[lh, :2] - kp[rh, :2]) + np.linalg.norm(kp[ls, :2] - kp[rs, :2]))))
+    for a, b in ((lh, lk), (lk, la), (rh, rk), (rk, ra)):
+        if ok[a] and ok[b]:
+            cv2.line(legs, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), 1, width)
+    regions.append(legs)
+    out = np.zeros(2 * _APPEARANCE_BINS ** 3, np.float32)
+    q = (frame.astype(np.int32) * _APPEARANCE_BINS // 256).reshape(-1, 3)
+    code = (q[:, 0] * _APPEARANCE_BINS + q[:, 1]) * _APPEARANCE_BINS + q[:, 2]
+    seen = False
+    for i, region in enumerate(regions):
+        m = region.astype(bool)
+        if mask is not None:
+            m &= np.asarray(mask) > 0.5
+        if m.sum() < 8:
+            continue
+        h = np.bincount(code[m.reshape(-1)], minlength=_APPEARANCE_BINS ** 3).astype(np.float32)
+        out[i * _APPEARANCE_BINS ** 3:(i + 1) * _APPEARANCE_BINS ** 3] = 0.5 * h / h.sum()
+        seen = True
+    return out if seen else None
+
+
+def appearance_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Hellinger distance in [0, 1] between two :func:`appearance_descriptor` values over the regions
+    both show (0.5 when either is unknown: no evidence either way)."""
+    if a is None or b is None:
+        return 0.5
+    n = _APPEARANCE_BINS ** 3
+    ds = []
+    for i in range(2):
+        x, y = a[i * n:(i + 1) * n], b[i * n:(i + 1) * n]
+        if x.sum() > 0 and y.sum() > 0:
+            bc = float(np.sqrt((x / x.sum()) * (y / y.sum())).sum())
+            ds.append(np.sqrt(max(0.0, 1.0 - bc)))
+    return float(np.mean(ds)) if ds else 0.5
 
 
 def landmark_box(keypoints: np.ndarray, min_visibility: float = 0.3, pad: float = 0.08) -> np.ndarray:
@@ -119,11 +190,20 @@ class PoseEstimator:
             several people, so each further pass paints the people found so far out of the frame (their
             dilated masks, or boxes, filled with the background's median colour) and looks again, until a
             pass finds nobody new or ``num_poses`` are found.
+        propagate: in :meth:`video`, a person found in one frame but not in the next (or previous) one is
+            looked for again in a crop around their box there (:meth:`detect_in_box`), sweeping forward and
+            backward: the detector misses people against busy backgrounds and at small sizes far more
+            often than when shown a crop around them (the usual top-down design).
+        crop_scale: side of those crops in units of the person's box size.
+        key_frames: in :meth:`video`, this many evenly spaced frames also get tiled detection
+            (:meth:`detect_tiled` at ``tile_scales``), whose finds the propagation carries to the other
+            frames; 0 turns tiling off.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3) -> None:
+                 masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
+                 crop_scale: float = 2.2, key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5)) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -150,6 +230,10 @@ class PoseEstimator:
         self.duplicate_iou = duplicate_iou
         self.num_poses = int(num_poses)
         self.passes = max(1, int(passes)) if num_poses > 1 else 1
+        self.propagate = bool(propagate)
+        self.crop_scale = float(crop_scale)
+        self.key_frames = max(0, int(key_frames))
+        self.tile_scales = tuple(float(v) for v in tile_scales)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -190,8 +274,64 @@ class PoseEstimator:
             people.append(Detection(kp, world, box, float(kp[:, 2].mean()), mask))
         return _suppress_duplicates(people, self.duplicate_iou)
 
+    def _detect_crop(self, frame: np.ndarray, x0: int, y0: int, side: int) -> list[Detection]:
+        """Detections in the square ``side`` at ``(x0, y0)`` (edge pixels repeated beyond the frame), in frame
+        pixels; masks pasted into full-frame masks."""
+        H, W = frame.shape[:2]
+        xs_all, ys_all = np.arange(x0, x0 + side), np.arange(y0, y0 + side)
+        xs, ys = np.clip(xs_all, 0, W - 1), np.clip(ys_all, 0, H - 1)
+        crop = np.ascontiguousarray(frame[ys][:, xs])
+        inside_x, inside_y = (xs_all >= 0) & (xs_all < W), (ys_all >= 0) & (ys_all < H)
+        out = []
+        for d in self._detect(crop):
+            d.keypoints[:, 0] += x0
+            d.keypoints[:, 1] += y0
+            d.box = np.clip(d.box + np.array([x0, y0, x0, y0], np.float32), 0, [W, H, W, H]).astype(np.float32)
+            if d.mask is not None:
+                full = np.zeros((H, W), np.float32)
+                full[ys[inside_y][:, None], xs[inside_x][None]] = d.mask[inside_y][:, inside_x]
+                d.mask = full if self.masks or self.passes > 1 else None
+            out.append(d)
+        return out
+
+    def detect_in_box(self, frame: np.ndarray, box: np.ndarray, min_iou: float = 0.3) -> Detection | None:
+        """Look for the person expected at ``box (4,)`` in a square crop around it (``crop_scale`` x its size).
+
+        The crop is cut at the frame's resolution; the detection overlapping ``box`` best (IoU >= ``min_iou``)
+        is returned in frame pixels, or None.
+        """
+        b = np.asarray(box, np.float64)
+        side = int(max(64, round(self.crop_scale * max(b[2] - b[0], b[3] - b[1]))))
+        x0 = int(round(0.5 * (b[0] + b[2]) - side / 2))
+        y0 = int(round(0.5 * (b[1] + b[3]) - side / 2))
+        best, best_iou = None, min_iou
+        for d in self._detect_crop(frame, x0, y0, side):
+            iou = float(box_iou(d.box, b)[0, 0])
+            if iou >= best_iou:
+                best, best_iou = d, iou
+        return best
+
+    def detect_tiled(self, frame: np.ndarray, scales: tuple[float, ...] = (1.0,)) -> list[Detection]:
+        """People proposals from overlapping square tiles (side ``scale * min(H, W)``, half-side stride).
+
+        The detector sees each tile at its own input resolution, so people too small or too cluttered to be
+        found in the whole frame are found in a tile.
+        """
+        H, W = frame.shape[:2]
+        found: list[Detection] = []
+        for scale in scales:
+            side = max(32, int(round(scale * min(H, W))))
+            step = max(1, side // 2)
+            for y0 in sorted({*range(0, max(H - side, 0) + 1, step), max(H - side, 0)}):
+                for x0 in sorted({*range(0, max(W - side, 0) + 1, step), max(W - side, 0)}):
+                    for d in self._detect_crop(frame, x0, y0, side):
+                        if not _overlaps(d, found, self.duplicate_iou):
+                            found.append(d)
+        return _suppress_duplicates(found, self.duplicate_iou)
+
     def video(self, frames: np.ndarray, progress: bool = False) -> list[list[Detection]]:
-        """Detect people in each frame of ``(F,H,W,3)`` uint8 frames."""
+        """Detect people in each frame of ``(F,H,W,3)`` uint8 frames (with ``propagate``, also around the
+        people found in neighbouring frames)."""
         frames = np.asarray(frames)
         if frames.ndim != 4:
             raise AmgError(f"frames: expected (F,H,W,3) uint8, got shape {frames.shape}")
@@ -200,7 +340,43 @@ class PoseEstimator:
             from tqdm import tqdm
 
             it = tqdm(frames, desc="pose", unit="frame")
-        return [self(f) for f in it]
+        dets = [self(f) for f in it]
+        F = len(frames)
+        keys = sorted({int(round(v)) for v in np.linspace(0, F - 1, self.key_frames)}) if self.key_frames else []
+        for f in keys:
+            for d in self.detect_tiled(frames[f], self.tile_scales):
+                if len(dets[f]) < self.num_poses and not _overlaps(d, dets[f], self.duplicate_iou):
+                    dets[f].append(d)
+        if self.propagate and len(frames) > 1:
+            for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
+                self._sweep(frames, dets, list(order))
+        for frame, found in zip(frames, dets):
+            for d in found:
+                d.appearance = appearance_descriptor(frame, d.keypoints, d.mask)
+        return dets
+
+    def _sweep(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int], patience: int = 3) -> None:
+        """Carry every person's last box along ``order`` and look for them in a crop where they were missed;
+        a box is given up after ``patience`` frames without a find (the person left or is hidden)."""
+        active: list[list] = []  # [box, frames since found]
+        for f in order:
+            found = dets[f]
+            for a in active:
+                if found and box_iou(a[0], np.stack([e.box for e in found])).max() > 0.3:
+                    continue
+                if len(found) >= self.num_poses:
+                    break
+                new = self.detect_in_box(frames[f], a[0])
+                if new is not None and not _overlaps(new, found, self.duplicate_iou):
+                    found.append(new)
+            nxt = []
+            for d in found:
+                nxt.append([d.box, 0])
+            for a in active:
+                if not found or box_iou(a[0], np.stack([e.box for e in found])).max() <= 0.3:
+                    if a[1] + 1 <= patience:
+                        nxt.append([a[0], a[1] + 1])
+            active = nxt
 
     def close(self) -> None:
         if getattr(self, "_landmarker", None) is not None:

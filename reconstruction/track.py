@@ -4,9 +4,15 @@ Frame by frame, live tracks are matched to detections by the Hungarian algorithm
 overlap (1 - IoU) and landmark distance (normalised by the person's size), both against a constant-velocity
 prediction so that people crossing each other keep their ids. Frames in which the pose estimator read a
 person back to front (left and right swapped) are mirrored back where that keeps the torso's facing
-direction continuous (:func:`resolve_sides`). Short gaps are bridged by interpolation,
-short tracks are dropped as spurious, and a clip in which a kept subject is missing for a while gets a flag
-naming the track and the frames (AMG drops such clips).
+direction continuous (:func:`resolve_sides`). Short gaps with sightings on both sides are bridged by
+interpolation, short tracks are dropped as spurious.
+
+The tracks are then split into the clip's **subjects** (whom the clip is about: large and present over most
+of it, at most ``max_subjects``) and **bystanders** (everyone else, :func:`choose_subjects`). Only subjects
+decide whether frames are usable: a frame is valid when every subject is seen or bridged in it; the longest
+run of valid frames is kept, and a clip whose run is too short gets a flag naming the subject and the
+frames (AMG drops such clips). People entering or leaving the frame are not "lost": only a gap between two
+sightings is.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from scipy.optimize import linear_sum_assignment
 
 from render.errors import AmgError
 
-from .pose import NUM_LANDMARKS, Detection, box_iou, torso_axes
+from .pose import NUM_LANDMARKS, Detection, appearance_distance, box_iou, torso_axes
 
 __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_PAIRS", "mirror_landmarks",
-           "facing_directions", "resolve_sides"]
+           "facing_directions", "resolve_sides", "choose_subjects", "longest_run"]
 
 _UNMATCHED = 1e6
 
@@ -120,8 +126,10 @@ class Track:
         detected: ``(F,)`` bool, a detection was matched in that frame.
         bridged: ``(F,)`` bool, the frame was filled by interpolation across a short gap.
         detection_index: ``(F,)`` int, index of the matched detection in that frame's list, -1 if none.
-        lost: ``(F,)`` bool, the person was not seen and the gap was too long to bridge (or the frame lies
-            before the first or after the last sighting); long gaps are interpolated with confidence 0.
+        lost: ``(F,)`` bool, the person was not seen between two sightings and the gap was too long to
+            bridge (interpolated with confidence 0). Frames before the first or after the last sighting are
+            not lost: the person is out of view there (``present`` is False).
+        role: ``"subject"`` or ``"bystander"`` (:func:`choose_subjects`); reason: why, in words.
     """
 
     track_id: int
@@ -132,21 +140,132 @@ class Track:
     bridged: np.ndarray
     detection_index: np.ndarray
     lost: np.ndarray
+    role: str = "subject"
+    reason: str = ""
 
     @property
     def known(self) -> np.ndarray:
         """``(F,)`` bool: detected or bridged."""
         return self.detected | self.bridged
 
+    @property
+    def valid(self) -> np.ndarray:
+        """``(F,)`` bool: frames whose landmarks are observed or bridged from both sides (same as ``known``)."""
+        return self.known
+
+    @property
+    def present(self) -> np.ndarray:
+        """``(F,)`` bool: frames between the first and the last sighting."""
+        seen = np.nonzero(self.detected)[0]
+        out = np.zeros(len(self.detected), dtype=bool)
+        if len(seen):
+            out[seen[0]:seen[-1] + 1] = True
+        return out
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """``(F,)`` float32 in [0, 1]: mean landmark confidence per frame (0 where not valid)."""
+        c = self.keypoints[..., 2].mean(-1).astype(np.float32)
+        return np.where(self.valid, c, 0.0).astype(np.float32)
+
+    @property
+    def is_subject(self) -> bool:
+        return self.role == "subject"
+
 
 @dataclass
 class TrackingResult:
-    """Tracks of a clip, the reasons it should be dropped (empty when usable), and dropped track ids."""
+    """Tracks of a clip, the reasons it should be dropped (empty when usable), and dropped track ids.
+
+    Attributes:
+        valid: ``(F,)`` bool, frames in which every subject is valid and that lie in the kept run.
+        kept: ``(start, stop)`` half-open range of the longest run of frames valid for every subject.
+    """
 
     tracks: list[Track]
     num_frames: int
     flags: list[str] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
+    valid: np.ndarray | None = None
+    kept: tuple[int, int] = (0, 0)
+
+    @property
+    def subjects(self) -> list[Track]:
+        return [t for t in self.tracks if t.is_subject]
+
+    @property
+    def bystanders(self) -> list[Track]:
+        return [t for t in self.tracks if not t.is_subject]
+
+    def people(self) -> dict:
+        """JSON-ready per track id: role, reason, detected / bridged / lost frame counts and first/last frame."""
+        out = {}
+        for t in self.tracks:
+            seen = np.nonzero(t.detected)[0]
+            out[str(t.track_id)] = {"role": t.role, "reason": t.reason, "detected_frames": int(t.detected.sum()),
+                                    "bridged_frames": int(t.bridged.sum()), "lost_frames": int(t.lost.sum()),
+                                    "first_frame": int(seen[0]) if len(seen) else -1,
+                                    "last_frame": int(seen[-1]) if len(seen) else -1}
+        return out
+
+
+def choose_subjects(tracks: Sequence[Track], num_frames: int, max_subjects: int = 2,
+                    min_presence: float = 0.5, min_relative_size: float = 0.65,
+                    frame_height: float | None = None, min_height: float = 0.1) -> None:
+    """Mark each track ``role = "subject"`` or ``"bystander"`` and say why in ``reason`` (in place).
+
+    A subject is large and present over most of the clip: detected in at least ``min_presence`` of the
+    frames, with a median box height of at least ``min_relative_size`` times the largest such person's (and
+    ``min_height`` of ``frame_height`` when given); of those, the ``max_subjects`` with the largest
+    presence x height are subjects. When nobody qualifies, the single best-scoring person is the subject
+    (a clip is about someone).
+    """
+    if not tracks:
+        return
+    F = max(1, int(num_frames))
+    info = []
+    for t in tracks:
+        heights = (t.boxes[t.detected, 3] - t.boxes[t.detected, 1]) if t.detected.any() else np.zeros(1)
+        presence = float(t.detected.sum()) / F
+        size = float(np.median(heights))
+        info.append((t, presence, size, presence * size))
+    eligible = [i for i in info if i[1] >= min_presence
+                and (frame_height is None or i[2] >= min_height * float(frame_height))]
+    largest = max((i[2] for i in eligible), default=0.0)
+    eligible = [i for i in eligible if i[2] >= min_relative_size * largest]
+    ranked = sorted(eligible, key=lambda i: -i[3])
+    chosen = ranked[:max(0, int(max_subjects))]
+    if not chosen and max_subjects > 0:
+        chosen = [max(info, key=lambda i: i[3])]
+    rank = {id(i[0]): r for r, i in enumerate(chosen, 1)}
+    for t, presence, size, score in info:
+        seen = f"detected in {int(t.detected.sum())} of {F} frames, median height {size:.0f} px"
+        if id(t) in rank:
+            t.role, t.reason = "subject", f"subject {rank[id(t)]} of {len(chosen)}: {seen}"
+            continue
+        t.role = "bystander"
+        if presence < min_presence:
+            why = f"present in under {min_presence:.0%} of the clip"
+        elif frame_height is not None and size < min_height * float(frame_height):
+            why = f"smaller than {min_height:.0%} of the frame height"
+        elif size < min_relative_size * largest:
+            why = f"smaller than {min_relative_size:.0%} of the largest person ({largest:.0f} px)"
+        else:
+            why = f"beyond max_subjects={max_subjects}"
+        t.reason = f"bystander ({why}): {seen}"
+
+
+def longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """Half-open ``(start, stop)`` of the longest run of True in a ``(F,)`` bool mask (first one on ties)."""
+    best, start = (0, 0), None
+    for i, v in enumerate(list(np.asarray(mask, dtype=bool)) + [False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
 
 
 def assignment_cost(track_boxes: np.ndarray, track_kp: np.ndarray, det_boxes: np.ndarray, det_kp: np.ndarray,
@@ -176,6 +295,20 @@ class _Live:
     dets: list[int]
     boxes: list[np.ndarray]
     kps: list[np.ndarray]
+    appearance: np.ndarray | None = None
+
+    def remember(self, descriptor: np.ndarray | None, rate: float = 0.3) -> None:
+        """Fold a detection's appearance into the track's running mean (per region, where it is seen)."""
+        if descriptor is None:
+            return
+        if self.appearance is None:
+            self.appearance = descriptor.copy()
+            return
+        n = len(descriptor) // 2
+        for i in range(2):
+            new, old = descriptor[i * n:(i + 1) * n], self.appearance[i * n:(i + 1) * n]
+            if new.sum() > 0:
+                self.appearance[i * n:(i + 1) * n] = new if old.sum() == 0 else (1 - rate) * old + rate * new
 
     def predict(self, frame: int, damping: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         box, kp = self.boxes[-1], self.kps[-1].copy()
@@ -192,7 +325,9 @@ class _Live:
 def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, max_lost: int = 8,
                  min_fraction: float = 0.25, max_cost: float = 1.5, keypoint_weight: float = 1.0,
                  bridged_confidence: float = 0.5, lost_frames: int = 1, side_swap_cost: float | None = 0.5,
-                 rotations: np.ndarray | None = None) -> TrackingResult:
+                 rotations: np.ndarray | None = None, max_subjects: int = 2, min_presence: float = 0.5,
+                 min_valid_fraction: float = 0.75, frame_height: float | None = None,
+                 appearance_weight: float = 1.0) -> TrackingResult:
     """Associate per-frame detections into tracks.
 
     Args:
@@ -205,7 +340,14 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         min_fraction: tracks detected in fewer than ``max(1, ceil(min_fraction * F))`` frames are dropped.
         max_cost: matches costing more (see :func:`assignment_cost`) start a new track instead; the bound
             grows by a quarter per missing frame, since predictions get less certain.
-        lost_frames: a kept track unknown in at least this many frames flags the clip.
+        appearance_weight: weight of the colour-statistics distance (torso and legs,
+            :func:`reconstruction.pose.appearance_distance`) between a track and a detection, added to the
+            cost when both have a descriptor: people who cross keep their ids by how they look.
+        lost_frames: a subject's gap (between two sightings) of at least this many unknown frames makes
+            those frames invalid; shorter unknown runs are tolerated.
+        max_subjects, min_presence, frame_height: subject choice (:func:`choose_subjects`).
+        min_valid_fraction: the longest run of frames valid for every subject must cover at least
+            ``ceil(min_valid_fraction * F)`` frames, or the clip is flagged.
         side_swap_cost: left/right readings of each track are made consistent over its detected frames
             (:func:`resolve_sides` with this cost) before gaps are bridged; None leaves them as detected.
         rotations: ``(F,3,3)`` camera-to-world rotations for :func:`resolve_sides` (moving cameras).
@@ -230,6 +372,11 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             cost = assignment_cost(np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds]),
                                    np.stack([d.box for d in dets]), np.stack([d.keypoints for d in dets]),
                                    keypoint_weight)
+            if appearance_weight:
+                app = np.array([[appearance_distance(t.appearance, d.appearance) if
+                                 t.appearance is not None and d.appearance is not None else 0.0 for d in dets]
+                                for t in live])
+                cost = cost + appearance_weight * app
             missed = np.array([f - t.frames[-1] - 1 for t in live], dtype=np.float64)
             cost = np.where(cost > max_cost * (1 + 0.25 * missed)[:, None], _UNMATCHED, cost)
             rows, cols = linear_sum_assignment(cost)
@@ -241,11 +388,13 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
                 t.dets.append(int(c))
                 t.boxes.append(np.asarray(dets[c].box, dtype=np.float64))
                 t.kps.append(np.asarray(dets[c].keypoints, dtype=np.float64))
+                t.remember(dets[c].appearance)
                 matched_dets.add(int(c))
         for j, d in enumerate(dets):
             if j not in matched_dets:
                 live.append(_Live(next_id, [f], [j], [np.asarray(d.box, dtype=np.float64)],
-                                  [np.asarray(d.keypoints, dtype=np.float64)]))
+                                  [np.asarray(d.keypoints, dtype=np.float64)],
+                                  None if d.appearance is None else d.appearance.copy()))
                 next_id += 1
     finished.extend(live)
 
@@ -262,11 +411,42 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
     if not tracks:
         flags.append("no person found in any frame" if not any(len(d) for d in detections)
                      else f"no person tracked in at least {min_frames} of {F} frames")
+        return TrackingResult(tracks, F, flags, dropped, np.zeros(F, dtype=bool), (0, 0))
+    choose_subjects(tracks, F, max_subjects, min_presence, frame_height=frame_height)
+    valid = np.ones(F, dtype=bool)
     for tr in tracks:
-        missing = np.nonzero(tr.lost)[0]
-        if len(missing) >= lost_frames:
-            flags.append(f"track {tr.track_id}: subject lost in frames {_ranges(missing)} of {F}")
-    return TrackingResult(tracks, F, flags, dropped)
+        if tr.is_subject:
+            valid &= _tolerated(tr, lost_frames)
+    kept = longest_run(valid)
+    need = max(1, int(np.ceil(min_valid_fraction * F - 1e-9)))
+    if kept[1] - kept[0] < need:
+        for tr in tracks:
+            missing = np.nonzero(tr.is_subject & ~_tolerated(tr, lost_frames))[0]
+            if len(missing):
+                flags.append(f"track {tr.track_id}: subject lost in frames {_ranges(missing)} of {F} "
+                             f"(longest usable run {kept[1] - kept[0]} frames, expected at least {need})")
+    inside = np.zeros(F, dtype=bool)
+    inside[kept[0]:kept[1]] = True
+    return TrackingResult(tracks, F, flags, dropped, valid & inside, kept)
+
+
+def _tolerated(tr: Track, lost_frames: int) -> np.ndarray:
+    """Frames in which a subject counts as seen: valid, or inside a lost gap shorter than ``lost_frames``."""
+    ok = tr.valid.copy()
+    if lost_frames > 1:
+        lost = tr.lost
+        f = 0
+        while f < len(lost):
+            if lost[f]:
+                g = f
+                while g < len(lost) and lost[g]:
+                    g += 1
+                if g - f < lost_frames:
+                    ok[f:g] = True
+                f = g
+            else:
+                f += 1
+    return ok
 
 
 def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence: float,
@@ -283,8 +463,7 @@ def _materialise(t: _Live, detections, F: int, max_gap: int, bridged_confidence:
         detected[f], index[f] = True, j
     if side_swap_cost is not None:
         kp, world, _ = resolve_sides(kp, world, rotations, side_swap_cost)
-    lost = np.ones(F, dtype=bool)
-    lost[t.frames[0]:t.frames[-1] + 1] = False
+    lost = np.zeros(F, dtype=bool)
     for f0, f1 in zip(t.frames[:-1], t.frames[1:]):
         gap = f1 - f0 - 1
         if gap <= 0:

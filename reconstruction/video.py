@@ -13,14 +13,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from render.camera import Camera
+from render.camera import OPENCV_TO_OPENGL, Camera
 from render.errors import AmgError
 
 __all__ = [
-    "DEFAULT_FOV_DEG", "TARGET_FPS", "CLIP_LENGTH", "CLIP_SIZE", "Clip", "read_frames", "default_camera",
-    "shot_boundaries", "longest_shots", "resample_stride", "windows", "square_crop", "prepare_clips",
+    "DEFAULT_FOV_DEG", "TARGET_FPS", "CLIP_LENGTH", "CLIP_SIZE", "Clip", "decode_video", "read_frames", "default_camera",
+    "shot_boundaries", "longest_shots", "resample_stride", "windows", "square_crop", "crop_resize",
+    "subject_window", "prepare_clips",
 ]
 
 #: Field of view of the long image side when a video comes without calibration (TRACE's fixed camera:
@@ -30,9 +30,10 @@ DEFAULT_FOV_DEG = 50.0
 TARGET_FPS = 8.0
 CLIP_LENGTH = 16
 CLIP_SIZE = 256
-#: World-to-camera rotation of an uncalibrated camera: at the origin, looking along world -Z, image up = +Y.
-#: A body in its rest pose (facing +Z) placed in front of it faces the camera.
-CAMERA_ROTATION = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+#: World-to-camera rotation of an uncalibrated camera: at the origin, looking along world -Z, image up = +Y
+#: (the OpenCV/OpenGL axis flip of ``render.camera``). A body in its rest pose (facing +Z) placed in front
+#: of it faces the camera.
+CAMERA_ROTATION = OPENCV_TO_OPENGL
 
 
 @dataclass
@@ -45,6 +46,10 @@ class Clip:
         camera: the camera of the cropped, resized frames (intrinsics in clip pixels).
         source_frames: ``(F,)`` indices of the frames in the decoded video.
         shot: index of the shot (in the list from :func:`shot_boundaries`) the clip comes from.
+        crop_box: ``(x0, y0, w, h)`` of the crop in source pixels.
+        source: ``(F,H,W,3)`` uint8 the window's frames at the source resolution (``crop="subjects"``), so
+            people can be detected at full resolution and the crop placed around them (:meth:`recrop`).
+        source_camera: the camera of ``source``.
     """
 
     frames: np.ndarray
@@ -53,10 +58,25 @@ class Clip:
     source_frames: np.ndarray
     shot: int = 0
     crop_box: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x0, y0, w, h in source pixels
+    source: np.ndarray | None = None
+    source_camera: Camera | None = None
+
+    def recrop(self, x0: int, y0: int, side: int, size: int | None = None) -> "Clip":
+        """This clip cropped anew from its ``source``: the square ``side`` at ``(x0, y0)``, resized to ``size``."""
+        if self.source is None or self.source_camera is None:
+            raise AmgError("clip: recrop needs the source frames; prepare the clips with crop='subjects'")
+        size = int(size or self.frames.shape[1])
+        frames, cam = crop_resize(self.source, self.source_camera, (x0, y0, side, side), size)
+        return Clip(frames, self.fps, cam, self.source_frames, self.shot, (int(x0), int(y0), int(side), int(side)),
+                    self.source, self.source_camera)
 
 
-def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (``render.video.read_video``)."""
+def decode_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video file into ``(F,H,W,3)`` uint8 RGB frames and its frame rate (``render.video.read_video``).
+
+    Unlike ``render.video.read_frames`` (a folder of images), this reads one video file and insists on a
+    frame rate. ``read_frames`` here is an older name of this function.
+    """
     from render.video import read_video
 
     frames, fps = read_video(Path(path))
@@ -68,6 +88,10 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.nda
     return frames, float(fps)
 
 
+#: the former name of :func:`decode_video` (``render.video.read_frames`` reads image folders)
+read_frames = decode_video
+
+
 def default_camera(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> Camera:
     """The camera assumed for an uncalibrated ``width x height`` video.
 
@@ -75,8 +99,8 @@ def default_camera(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) ->
     origin looking along -Z with +Y up (``CAMERA_ROTATION``).
     """
     f = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
-    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float64)
-    return Camera(K, CAMERA_ROTATION, torch.zeros(3, dtype=torch.float64), width, height)
+    vertical = math.degrees(2 * math.atan(0.5 * height / f))  # Camera.look_at takes the vertical angle
+    return Camera.look_at((0.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0), vertical, width, height)
 
 
 def _hsv_histograms(frames: np.ndarray, bins: tuple[int, int, int] = (16, 4, 4)) -> np.ndarray:
@@ -153,16 +177,54 @@ def square_crop(frames: np.ndarray, camera: Camera, size: int = CLIP_SIZE,
     cy = H / 2 if center_y is None else float(center_y)
     x0 = int(np.clip(round(cx - side / 2), 0, W - side))
     y0 = int(np.clip(round(cy - side / 2), 0, H - side))
-    crop = frames[:, y0:y0 + side, x0:x0 + side]
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in crop])
-    cam = camera.crop(x0, y0, side, side).resize(size, size)
+    out, cam = crop_resize(frames, camera, (x0, y0, side, side), size)
     return out, cam, (x0, y0, side, side)
+
+
+def crop_resize(frames: np.ndarray, camera: Camera, box: tuple[int, int, int, int],
+                size: int) -> tuple[np.ndarray, Camera]:
+    """Crop ``box = (x0, y0, w, h)`` source pixels out of ``(F,H,W,3)`` frames and resize to ``size x size``.
+
+    Returns the frames and their camera (``Camera.crop`` then ``resize``: K stays exact).
+    """
+    x0, y0, w, h = (int(v) for v in box)
+    crop = frames[:, y0:y0 + h, x0:x0 + w]
+    interp = cv2.INTER_AREA if max(w, h) > size else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in crop])
+    return out, camera.crop(x0, y0, w, h).resize(size, size)
+
+
+def subject_window(boxes, valid, width: int, height: int, side: int | None = None) -> tuple[int, int, int]:
+    """One square window per clip that contains the subjects in every frame.
+
+    Args:
+        boxes: per subject ``(F,4)`` x0, y0, x1, y1 source pixels; valid: per subject ``(F,)`` bool (frames
+            whose boxes count).
+        side: the square's side (default the largest square, ``min(width, height)``).
+    Returns:
+        ``(x0, y0, side)``: the window's top-left corner and side, inside the frame. When the subjects span
+        more than ``side``, the window is centred on their extent (it cannot contain all of them).
+    """
+    side = int(min(width, height) if side is None else min(side, width, height))
+    pts = [np.asarray(b, np.float64)[np.asarray(v, bool)] for b, v in zip(boxes, valid)]
+    pts = [p for p in pts if len(p)]
+    if not pts:
+        return (width - side) // 2, (height - side) // 2, side
+    allb = np.concatenate(pts)
+    lo = np.maximum(allb[:, :2].min(0), 0.0)
+    hi = np.minimum(allb[:, 2:].max(0), [width, height])
+    start = []
+    for a, b, extent in ((lo[0], hi[0], width), (lo[1], hi[1], height)):
+        # the window's start range that contains [a, b]; centred when none does
+        first, last = b - side, a
+        s0 = 0.5 * (first + last) if first <= last else 0.5 * (a + b) - side / 2
+        start.append(int(np.clip(round(s0), 0, extent - side)))
+    return start[0], start[1], side
 
 
 def prepare_clips(video: str | Path | np.ndarray, fps: float | None = None, camera: Camera | None = None,
                   target_fps: float = TARGET_FPS, length: int = CLIP_LENGTH, size: int = CLIP_SIZE,
-                  max_shots: int = 1, max_clips: int | None = None) -> list[Clip]:
+                  max_shots: int = 1, max_clips: int | None = None, crop: str = "center") -> list[Clip]:
     """Cut a video into square clips of ``length`` frames at about ``target_fps``.
 
     The ``max_shots`` longest shots are kept; each is resampled by stride and cut into non-overlapping
@@ -171,12 +233,19 @@ def prepare_clips(video: str | Path | np.ndarray, fps: float | None = None, came
     Args:
         video: a path or ``(F,H,W,3)`` uint8 frames (then ``fps`` is required).
         camera: the camera of the full frames; default :func:`default_camera`.
+        crop: ``"center"``: each window square-cropped around the frame centre; ``"subjects"``: the same
+            centred frames for now, plus the window's full-resolution frames (``Clip.source``) so people are
+            detected at full resolution and the crop placed around them (:func:`subject_window`,
+            :meth:`Clip.recrop`).
     Raises:
         AmgError: unreadable video, or no shot long enough for one window.
     """
     name = str(video) if isinstance(video, (str, Path)) else "frames"
+    if crop not in ("center", "subjects"):
+        raise AmgError(f"crop={crop!r}: expected 'center' or 'subjects'")
+    keep_source = crop == "subjects"
     if isinstance(video, (str, Path)):
-        frames, file_fps = read_frames(video)
+        frames, file_fps = decode_video(video)
         fps = fps or file_fps
     else:
         frames = _check_frames(video, "frames")
@@ -198,7 +267,8 @@ def prepare_clips(video: str | Path | np.ndarray, fps: float | None = None, came
         for s, e in windows(len(idx), length):
             sel = idx[s:e]
             out, cam, box = square_crop(frames[sel], camera, size)
-            clips.append(Clip(out, fps / stride, cam, sel, shot, box))
+            clips.append(Clip(out, fps / stride, cam, sel, shot, box, frames[sel] if keep_source else None,
+                              camera if keep_source else None))
             if max_clips is not None and len(clips) >= max_clips:
                 return clips
     return clips

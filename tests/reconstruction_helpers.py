@@ -155,3 +155,118 @@ def closed_loop_scores(result, truths, true_cameras):
             "switches": int((dist[:, seen].argmin(0) != p).sum()),
         })
     return out
+
+
+# ---- hard cases: avatars composited over photographs, moving cameras, bystanders, pairs ------------------
+
+#: the hard-case suite of ``benchmarks/prep_hard.py`` (``hard_case`` builds each)
+HARD_CASES = ("pan_tilt", "bystanders", "off_centre", "crossing", "hug", "far_people")
+
+
+def relative_rotations(frames, pan_deg, tilt_deg):
+    """``(F,3,3)`` camera rotations relative to the first frame (``x_cam_f = R_f x_cam_0``): a pan about the
+    camera's y axis, then a tilt about its x axis, growing linearly over the clip."""
+    from render.rotations import euler_to_matrix
+
+    t = torch.linspace(0, 1, frames, dtype=torch.float64)
+    ang = torch.stack([np.radians(tilt_deg) * t, np.radians(pan_deg) * t, 0 * t], -1)
+    return euler_to_matrix(ang, "XYZ")
+
+
+def photo_background(cameras, rel, photo="coffee"):
+    """``(F,H,W,3)`` uint8: a photograph at infinity seen through cameras turning by ``rel`` (exact
+    homographies ``K R K^-1`` of one panorama image, so the background obeys the cameras' rotation)."""
+    import cv2
+    import skimage.data
+
+    W, H = cameras.width, cameras.height
+    img = cv2.resize(getattr(skimage.data, photo)(), (2 * W, 2 * H), interpolation=cv2.INTER_AREA)
+    K = cameras.K[0].numpy()
+    Kp = K.copy()
+    Kp[0, 2], Kp[1, 2] = W, H  # the panorama is centred on the first frame's view
+    out = []
+    for R in rel.numpy():
+        out.append(cv2.warpPerspective(img, K @ R @ np.linalg.inv(Kp), (W, H), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+def _moved(m, dx=0.0, dz=0.0, frames=None):
+    from avatars.motion import Motion
+
+    m = m if frames is None else m[:frames]
+    return Motion(fps=m.fps, betas=m.betas, global_orient=m.global_orient, body_pose=m.body_pose,
+                  transl=m.transl + torch.tensor([dx, 0.0, dz]), name=m.name)
+
+
+def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussians=5000, seed=0, photo=None):
+    """One hard case with known truth.
+
+    Returns a dict: ``frames (F,H,W,3) uint8``, ``camera`` (the true first camera; the path turns by
+    ``rotations`` relative to it), ``rotations (F,3,3)``, ``cameras`` (the true path), ``subjects`` (true
+    joints ``(F,24,3)`` per subject), ``bystanders`` (count), ``subject_boxes`` (per subject ``(F,4)``).
+    """
+    from avatars import motion_library
+    from avatars.gaussians import GaussianAvatar
+    from avatars.scene import Person, render_scene
+    from render.camera import Camera, CameraPath
+
+    secs = frames / fps
+    walk = lambda d=90.0, speed=1.0: motion_library.make("walk", seconds=secs, fps=fps, direction=d,  # noqa: E731
+                                                         speed=speed)
+    pan, tilt, default_photo = 0.0, 0.0, "coffee"
+    subjects, bystanders = [], []
+    if name == "pan_tilt":
+        subjects = [_moved(walk(speed=0.6), dx=-0.7, dz=0.0)]
+        pan, tilt, default_photo = -6.0, 4.0, "chelsea"
+    elif name == "bystanders":
+        subjects = [_moved(motion_library.make("wave", seconds=secs, fps=fps), dz=0.5)]
+        for i in range(6):  # enter and leave the view behind the subject, on both sides
+            d, x0 = (90.0, -5.5 + 1.4 * i) if i % 2 == 0 else (-90.0, 5.5 - 1.4 * i)
+            bystanders.append(_moved(walk(d, speed=1.3), dx=x0, dz=-4.0 - 0.6 * i))
+        pan = 3.0
+    elif name == "off_centre":
+        subjects = [_moved(motion_library.make("box", seconds=secs, fps=fps), dx=1.9, dz=0.0)]
+    elif name == "crossing":
+        a, b = walk(90.0), walk(-90.0)
+        subjects = [_moved(a, dx=-1.0, dz=0.4), _moved(b, dx=1.0, dz=-0.4)]
+    elif name == "hug":
+        pair = motion_library.make("handshake", seconds=secs, fps=fps)
+        xs = [float(m.transl[:, 0].mean()) for m in pair]
+        gap = 0.38  # shoulder to shoulder: their silhouettes overlap in the image
+        sign = 1.0 if xs[0] < xs[1] else -1.0
+        mid = 0.5 * (xs[0] + xs[1])
+        subjects = [_moved(m, dx=mid - sign * (gap / 2) * (1 if i == 0 else -1) - x)
+                    for i, (m, x) in enumerate(zip(pair, xs))]
+    elif name == "far_people":
+        subjects = [_moved(motion_library.make("wave", seconds=secs, fps=fps), dz=0.3)]
+        for i in range(4):
+            bystanders.append(_moved(motion_library.make("wave", seconds=secs, fps=fps), dx=-3 + 2 * i, dz=-9.0))
+    else:
+        raise ValueError(f"unknown hard case {name!r}; expected one of {HARD_CASES}")
+    f = 0.5 * width / np.tan(np.radians(50.0) / 2)
+    fov_v = float(np.degrees(2 * np.arctan(0.5 * height / f)))
+    cam = Camera.look_at((0.0, 1.1, 5.0), (0.0, 0.9, 0.0), fov_deg=fov_v, width=width, height=height)
+    rel = relative_rotations(frames, pan, tilt)
+    R = rel @ cam.R
+    path = CameraPath(cam.K.expand(frames, 3, 3), R, -(R @ cam.center[:, None])[..., 0], width, height, fps)
+    people = [Person(GaussianAvatar.from_body(body, CLOSED_LOOP_APPEARANCES[i % 2], num_gaussians=num_gaussians,
+                                              seed=seed + i), m)
+              for i, m in enumerate(subjects + bystanders)]
+    r = render_scene(people, path, conditions=("avatar",), background=(0.0, 0.0, 0.0), progress=False)
+    bg = photo_background(path, rel, photo or default_photo).astype(np.float32)
+    a = r.alpha[..., None]
+    out = np.clip(r.rgb.astype(np.float32) + (1 - a) * bg, 0, 255).astype(np.uint8)
+    boxes = []
+    for i in range(len(subjects)):
+        ys, xs = [], []
+        for k in range(frames):
+            m = r.mask[k] == i + 1
+            yy, xx = np.nonzero(m)
+            ys.append((yy.min(), yy.max()) if len(yy) else (0, 0))
+            xs.append((xx.min(), xx.max()) if len(xx) else (0, 0))
+        boxes.append(np.array([[x[0], y[0], x[1], y[1]] for x, y in zip(xs, ys)], np.float32))
+    return {"frames": out, "camera": cam, "rotations": rel, "cameras": path,
+            "subjects": [np.asarray(j) for j in r.joints[:len(subjects)]], "bystanders": len(bystanders),
+            "people": [np.asarray(j) for j in r.joints],
+            "subject_boxes": boxes, "masks": r.mask}

@@ -146,3 +146,30 @@ def test_prep_output_trains_and_the_adapter_loads_in_generate(videos, tmp_path):
     video, _ = read_video(gen_out / "video.mp4")
     preview, _ = read_video(gen_out / "preview.mp4")
     assert video.shape == (4, 32, 32, 3) and preview.shape == (4, 32, 64, 3)
+
+
+def test_manifest_rows_carry_per_frame_validity_to_the_loader(tmp_path):
+    """prep's manifest rows are ClipRecords; their per-frame valid mask reaches the training samples."""
+    from dataclasses import replace
+
+    from amg.prep import merge_manifests, write_records
+    from finetune.data import ClipDataset, read_manifest
+    from finetune.tiny import write_tiny_clips
+    from render.errors import AmgError
+
+    clips = read_manifest(write_tiny_clips(tmp_path / "clips", count=1, frames=8, side=32, fps=8.0))
+    valid = (True, True, False, False, True, True, True, True)
+    rec = replace(clips[0], appearance=("a person wearing a red top",), people=1, valid=valid)
+    write_records(tmp_path / "out" / "manifests" / "job.jsonl", [rec])
+    (tmp_path / "out" / "manifests" / "empty.jsonl").write_text("")  # a job that kept nothing
+    merged = read_manifest(merge_manifests(tmp_path / "out"))
+    assert len(merged) == 1 and Path(merged[0].video).resolve() == Path(rec.video).resolve()
+    assert replace(merged[0], video=rec.video, avatar=rec.avatar) == rec
+    sample = ClipDataset(merged, num_frames=4, height=32, width=32, fps=4.0)[0]
+    # 4 frames at 4 fps from an 8 fps clip: source frames 0, 2, 4, 6
+    assert sample.valid.tolist() == [True, False, True, True]
+    bad = json.loads((tmp_path / "out" / "manifest.jsonl").read_text())
+    bad["valid"] = bad["valid"][:3]
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(AmgError, match="one per frame"):
+        read_manifest(tmp_path / "bad.jsonl")

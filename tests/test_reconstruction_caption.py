@@ -136,3 +136,41 @@ def test_clip_token_count_is_a_lower_bound_shape():
     assert clip_token_count(long) > 77
     box = draw_box(np.zeros((20, 20, 3), np.uint8), (2, 3, 10, 12), thickness=1)
     assert box[3, 2:11, 0].min() == 255 and box[7, 6, 0] == 0
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("a man wearing a blue shirt with short sleeves and green shorts",
+     {"top": "blue", "bottom": "green", "sleeves": "short", "legs": "shorts"}),
+    ("a woman wearing a yellow top with long sleeves and black trousers",
+     {"top": "yellow", "bottom": "black", "sleeves": "long", "legs": "trousers"}),
+])
+def test_garments_from_body_parts_ignore_a_strongly_coloured_floor(text, expect):
+    """An avatar dressed from ``text`` walks in front of a red floor: colours and lengths come from the
+    pixels its body parts cover (projected from the body, cut to its mask), not from the floor."""
+    import torch
+
+    from avatars import motion_library
+    from avatars.body import BodyModel
+    from avatars.gaussians import GaussianAvatar
+    from avatars.scene import Person, render_scene
+    from reconstruction.parts import part_index, part_labels
+    from render.camera import Camera, CameraPath
+
+    body = BodyModel.load("default")
+    m = motion_library.make("walk", seconds=0.5, fps=8, direction=30.0)
+    path = CameraPath.static(Camera.look_at((0, 1.0, 3.2), (0, 0.85, 0), fov_deg=50, width=128, height=128),
+                             len(m.transl), 8)
+    r = render_scene([Person(GaussianAvatar.from_body(body, text, num_gaussians=6000, seed=0), m)], path,
+                     conditions=("avatar",), progress=False)
+    bg = np.zeros((128, 128, 3), np.float32)
+    bg[:] = (60, 90, 160)
+    bg[64:] = (200, 30, 30)  # the red carpet behind the legs
+    frames = np.clip(r.rgb + (1 - r.alpha[..., None]) * bg, 0, 255).astype(np.uint8)
+    parts = part_labels(body, m, path, r.mask == 1)
+    assert (parts[r.mask == 0] == 0).all() and (parts == part_index("torso")).any()
+    cap = AttributeCaptioner()
+    got = cap.garments(frames, parts)
+    assert {k: got.get(k) for k in expect} == expect
+    text_out = cap.appearance(frames, np.zeros((len(frames), 33, 3), np.float32), r.mask == 1, parts=parts)
+    assert f"{expect['bottom']} {expect['legs']}" in text_out and "red" not in text_out
+    assert torch.is_tensor(m.transl)

@@ -33,6 +33,14 @@ def test_astronaut_as_a_one_frame_video(estimator, tmp_path):
     out = res.save(tmp_path / "astro")
     meta = (out / "meta.json").read_text()
     assert '"reprojection_px"' in meta and (out / "motion_1.npz").exists() and (out / "cameras.json").exists()
+    back = ExtractionResult.load(out)
+    assert back.track_ids == res.track_ids and back.flags == res.flags and back.residuals == res.residuals
+    assert np.array_equal(back.keypoints[0], res.keypoints[0]) and np.array_equal(back.masks, res.masks)
+    assert np.array_equal(back.boxes[0], res.boxes[0]) and np.array_equal(back.world[0], res.world[0])
+    assert torch.allclose(back.motions[0].body_pose, res.motions[0].body_pose)
+    assert torch.allclose(back.cameras.K, res.cameras.K) and back.fits == []
+    with pytest.raises(AmgError, match="keypoints.npz"):
+        ExtractionResult.load(tmp_path / "nothing")
 
 
 def test_no_person_is_flagged_not_raised(estimator):
@@ -134,3 +142,36 @@ def test_a_failed_save_leaves_nothing_that_looks_finished(estimator, tmp_path, m
     meta = json.loads((out / "meta.json").read_text())
     assert meta["flags"] == ["no person found in any frame"] and meta["track_ids"] == []
     assert not list(out.glob("motion_*.npz"))
+
+
+def test_off_centre_subject_is_detected_at_source_resolution_and_kept_inside_the_crop(estimator):
+    """A person near the right edge of a wide frame: the centre crop would cut them; the subjects' crop
+    holds them in every frame, and keypoints, boxes, masks and cameras are mapped into it exactly."""
+    import cv2
+    import skimage.data
+
+    from reconstruction.extract import extract_clip
+    from reconstruction.video import prepare_clips
+
+    person = cv2.resize(skimage.data.astronaut(), (240, 240))
+    F, H, W = 3, 240, 600
+    frames = np.full((F, H, W, 3), 100, np.uint8)
+    for f in range(F):
+        frames[f, :, 350 + 4 * f:590 + 4 * f] = person
+    clip = prepare_clips(frames, fps=8, length=F, size=96, crop="subjects")[0]
+    assert clip.crop_box[0] == (W - H) // 2 and clip.source.shape == frames.shape  # the centre, for now
+    full = extract_people(frames, 8, camera=clip.source_camera, body=stick_body(), estimator=estimator)
+    res = extract_clip(clip, body=stick_body(), estimator=estimator)
+    x0, y0, side, _ = res.crop_box
+    assert side == H and res.track_ids == full.track_ids and res.usable
+    box = full.boxes[0]
+    assert (box[:, 0] >= x0 - 1).all() and (box[:, 2] <= x0 + side + 1).all()  # inside in every frame
+    s = 96 / side
+    assert np.allclose(res.keypoints[0][..., :2], (full.keypoints[0][..., :2] - [x0, y0]) * s, atol=1e-3)
+    assert res.masks.shape == (F, 96, 96) and (res.masks == res.track_ids[0]).sum() > 0.1 * F * 96 * 96
+    # the mapped cameras are those of the re-cropped clip pixels: the fitted body lands on the same spot
+    cropped = clip.recrop(x0, y0, side)
+    assert torch.allclose(res.cameras.K[0], cropped.camera.K)
+    uv_full, _ = full.cameras.project(full.fits[0].joints.double())
+    uv_clip, _ = res.cameras.project(res.fits[0].joints.double())
+    assert torch.allclose(uv_clip, (uv_full - torch.tensor([x0, y0], dtype=torch.float64)) * s, atol=1e-3)

@@ -132,3 +132,39 @@ def test_occluded_landmarks_keep_a_small_weight(body):
         fit = fit_track(body, kp, world, cam, body_keypoints=bk, config=FitConfig(occluded_weight=floor))
         err[floor] = 1000 * float((fit.joints[:, 20] - joints[:, 20]).norm(dim=-1).mean())
     assert err[0.1] < 25 and err[0.1] < 0.8 * err[0.0], err
+
+
+def test_split_modules_keep_the_old_import_paths():
+    from reconstruction import align, fit, keypoints
+
+    assert fit.BodyKeypoints is keypoints.BodyKeypoints and fit.LANDMARK_TARGETS is keypoints.LANDMARK_TARGETS
+    assert fit.procrustes is align.procrustes and fit.mpjpe is align.mpjpe
+
+
+def test_fit_losses_is_pure_and_the_fit_keeps_the_thread_setting(body):
+    from reconstruction.fit import fit_losses, initial_parameters, prepare_observations
+
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(4)
+    cam = default_camera(128, 128)
+    kp, world, _ = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, 4))
+    cfg = FitConfig(iterations=3, orient_iterations=2)
+    data, path, kp32, wl = prepare_observations(kp, world, cam, bk, cfg)
+    params = initial_parameters(kp32, wl, path, bk)
+    before = {k: v.detach().clone() for k, v in vars(params).items()}
+    a = fit_losses(params, data, bk, cfg)
+    b = fit_losses(params, data, bk, cfg)
+    assert a.keys() == b.keys() and {"reproj", "world", "bend", "rest", "shape", "smooth"} <= a.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(before[k], getattr(params, k)) for k in before)
+    # the exact parameters explain exact data: no reprojection or world error left
+    exact = type(params)(torch.zeros(4), go, pose, tr)
+    ex = fit_losses(exact, data, bk, cfg)
+    assert float(ex["reproj"]) < 1e-8 and float(ex["world"]) < 1e-8 and float(ex["reproj"]) < a["reproj"].detach().item()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit_track(body, kp, world, cam, config=cfg, body_keypoints=bk)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -47,17 +47,59 @@ def test_short_tracks_dropped_and_lost_subjects_flagged():
     result = track_people(dets, max_gap=2, max_lost=8)
     # the gap of 5 frames is too long to bridge but short enough to keep the id: lost, not renamed
     assert len(result.tracks) == 1 and result.dropped == [2]
-    assert result.flags == ["track 1: subject lost in frames 6-10 of 12"]
+    assert result.flags == ["track 1: subject lost in frames 6-10 of 12 (longest usable run 6 frames, "
+                            "expected at least 9)"]
     tr = result.tracks[0]
     assert tr.detected.sum() == 7 and not tr.bridged.any() and tr.lost[6:11].all()
     assert (tr.keypoints[6:11, :, 2] == 0).all() and np.allclose(tr.keypoints[6:11, :, 0], tr.keypoints[0, :, 0])
     # with a shorter memory the return is a new, short track and the first one ends
     result = track_people(dets, max_gap=2, max_lost=3)
-    assert result.dropped == [2, 3] and result.flags == ["track 1: subject lost in frames 6-11 of 12"]
+    assert result.dropped == [2, 3] and len(result.flags) == 1
+    assert result.flags[0].startswith("track 1: subject lost in frames 6-11 of 12")
     nobody = track_people([[] for _ in range(4)])
     assert nobody.tracks == [] and nobody.flags == ["no person found in any frame"]
     with pytest.raises(AmgError):
         track_people([])
+
+
+def test_bystanders_entering_and_leaving_never_drop_the_clip():
+    """A walker present all along is the subject; passers-by who enter, leave or are missed for frames
+    are bystanders and flag nothing; the choice and its reasons are recorded."""
+    F = 16
+    dets = []
+    for f in range(F):
+        frame = [_person(60 + 4 * f, 120, h=120, seed=1)]  # the walker
+        if 3 <= f < 9:
+            frame.append(_person(250, 60, h=50, seed=2))  # enters at 3, leaves after 8
+        if f >= 10:
+            frame.append(_person(20 + 2 * f, 40, h=40, seed=3))  # enters at 10, stays
+        if f % 3 == 0:
+            frame.append(_person(200, 150, h=110, seed=4))  # a large person, missed every other frame
+        dets.append(frame)
+    result = track_people(dets, max_gap=1, max_lost=1)
+    assert result.flags == [] and result.kept == (0, F) and result.valid.all()
+    walker = [t for t in result.tracks if t.detected.all()][0]
+    assert [t.track_id for t in result.subjects] == [walker.track_id]
+    assert all(t.role == "bystander" and "bystander (" in t.reason for t in result.bystanders)
+    assert len(result.bystanders) >= 2 and walker.reason.startswith("subject 1 of 1: detected in 16 of 16")
+    people = result.people()
+    assert people[str(walker.track_id)]["role"] == "subject" and len(people) == len(result.tracks)
+    # entering is not lost
+    late = [t for t in result.tracks if t.detected[10:].all() and not t.detected[:10].any()][0]
+    assert not late.lost.any() and not late.present[:10].any() and (late.confidence[:10] == 0).all()
+
+
+def test_two_subjects_and_a_subject_leaving_cuts_the_clip():
+    F = 16
+    dets = [[_person(60, 100, h=100, seed=1)] + ([_person(160, 100, h=95, seed=2)] if f < 13 else [])
+            for f in range(F)]
+    result = track_people(dets, max_gap=1, max_subjects=2)
+    assert len(result.subjects) == 2 and result.flags == []
+    assert result.kept == (0, 13) and result.valid[:13].all() and not result.valid[13:].any()
+    assert track_people(dets, max_gap=1, max_subjects=2, min_valid_fraction=1.0).flags[0].startswith(
+        "track 2: subject lost in frames 13-15 of 16")
+    one = track_people(dets, max_gap=1, max_subjects=1)
+    assert len(one.subjects) == 1 and one.flags == [] and one.kept == (0, F)
 
 
 def test_one_frame_clip_is_tracked():
@@ -171,3 +213,41 @@ def test_torso_axes_recover_a_known_rotation():
     conf[2, LANDMARK_INDEX["left_hip"]] = 0.05
     axes = torso_axes(world, conf)
     assert np.isnan(axes[2]).all() and np.isfinite(axes[[0, 1, 3, 4]]).all()
+
+
+def test_appearance_keeps_ids_when_motion_would_swap_them():
+    """Two people walk towards each other, are hidden for three frames where they meet, and turn back:
+    a constant-velocity prediction says they passed each other; their colours say they did not."""
+    from reconstruction.pose import appearance_descriptor, appearance_distance
+
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[:] = (200, 30, 30)
+    blue = red[..., ::-1].copy()
+    F = 14
+
+    def at(x, colour, seed):
+        d = _person(x, 100, seed=seed)
+        frame = np.zeros((200, 300, 3), np.uint8)
+        frame[:, :] = colour[0, 0]
+        d.appearance = appearance_descriptor(frame, d.keypoints)
+        return d
+
+    dets = []
+    for f in range(F):
+        step = f if f <= 7 else 14 - f  # forwards until frame 7, then back
+        a, b = at(60 + 12 * step, red, 1), at(220 - 12 * step, blue, 2)
+        dets.append([] if 6 <= f <= 8 else [b, a] if f % 2 else [a, b])
+    assert appearance_distance(dets[0][0].appearance, dets[0][1].appearance) > 0.9
+    assert appearance_distance(dets[0][0].appearance, dets[12][0].appearance) < 1e-6
+
+    def colours(result):
+        out = []
+        for t in result.tracks:
+            x = t.keypoints[t.detected, 0, 0]
+            out.append((np.sign(x[:4].mean() - 140), np.sign(x[-4:].mean() - 140)))
+        return out
+
+    kept = track_people(dets, max_gap=3, max_lost=4)
+    assert len(kept.tracks) == 2 and sorted(colours(kept)) == [(-1, -1), (1, 1)]  # each stays on its side
+    swapped = track_people(dets, max_gap=3, max_lost=4, appearance_weight=0.0)
+    assert sorted(colours(swapped)) != [(-1, -1), (1, 1)]  # motion alone swaps them

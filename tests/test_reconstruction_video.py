@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconstruction.video import (default_camera, longest_shots, prepare_clips, read_frames, resample_stride,
+from reconstruction.video import (decode_video, default_camera, longest_shots, prepare_clips, read_frames, resample_stride,
                                   shot_boundaries, square_crop, windows)
 from render.errors import AmgError
 
@@ -74,8 +74,9 @@ def test_prepare_clips_from_a_file(tmp_path):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    decoded, fps = read_frames(path)
+    decoded, fps = decode_video(path)
     assert decoded.shape == (70, 64, 96, 3) and fps == 24
+    assert read_frames is decode_video  # the older name still works
     clips = prepare_clips(path, length=16, size=32)
     assert len(clips) == 1  # 60 frames at stride 3 -> 20 frames -> one window
     clip = clips[0]

@@ -1,0 +1,80 @@
+"""The hard cases of real footage, on synthetic clips with known truth (``reconstruction_helpers.hard_case``):
+a panning and tilting camera, bystanders walking through, a subject off the frame's centre."""
+
+import numpy as np
+import pytest
+import torch
+from reconstruction_helpers import closed_loop_scores, hard_case
+
+from reconstruction import extract_people
+from reconstruction.camera_motion import rotation_angle_deg
+from reconstruction.video import CAMERA_ROTATION
+from render.camera import Camera
+
+
+@pytest.fixture(scope="module")
+def body():
+    from avatars.body import BodyModel
+
+    return BodyModel.load("default")
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    from reconstruction.pose import PoseEstimator
+
+    with PoseEstimator(key_frames=2) as est:
+        yield est
+
+
+def _level(case):
+    """The true intrinsics with a level camera at the origin: what a user with a calibrated camera gives."""
+    cams = case["cameras"]
+    return Camera(case["camera"].K, CAMERA_ROTATION, torch.zeros(3), cams.width, cams.height)
+
+
+def test_panning_camera_is_recovered_and_the_feet_land_on_the_floor(body, estimator):
+    case = hard_case("pan_tilt", body, frames=6, num_gaussians=3000)
+    res = extract_people(case["frames"], 8.0, camera=_level(case), body=body, estimator=estimator,
+                         camera_motion=True, ground=True)
+    assert res.usable and len(res.motions) == 1
+    est = (res.cameras.R @ res.cameras.R[0].T).numpy()
+    err = rotation_angle_deg(np.einsum("fji,fjk->fik", est, case["rotations"].numpy()))
+    assert rotation_angle_deg(case["rotations"][-1].numpy()) > 2.5 and err.max() < 1.0, err
+    m = res.motions[0]
+    out = body(betas=m.betas[None].expand(6, -1), global_orient=m.global_orient, body_pose=m.body_pose,
+               transl=m.transl)
+    soles = out.vertices[..., 1].min(-1).values
+    assert soles.abs().median() < 0.05 and res.floor["tilt_deg"] < 20
+    score = closed_loop_scores(res, case["subjects"], case["cameras"])[0]
+    assert score["joints_px"] < 0.1 * 180 and score["switches"] == 0
+
+
+def test_off_centre_subject_is_kept_inside_the_subjects_crop(body, estimator):
+    from reconstruction.extract import extract_clip
+    from reconstruction.video import prepare_clips
+
+    case = hard_case("off_centre", body, frames=4, num_gaussians=3000, photo="chelsea")
+    clip = prepare_clips(case["frames"], fps=8.0, camera=_level(case), length=4, size=96, crop="subjects")[0]
+    truth = case["subject_boxes"][0]
+    x0c = clip.crop_box[0]
+    assert (truth[:, 2] > x0c + clip.crop_box[2]).any()  # the centre crop cuts the subject
+    res = extract_clip(clip, body=body, estimator=estimator)
+    x0, y0, side, _ = res.crop_box
+    assert res.usable and (truth[:, 0] >= x0 - 2).all() and (truth[:, 2] <= x0 + side + 2).all()
+    score = closed_loop_scores(res, case["subjects"], case["cameras"].crop(x0, y0, side, side).resize(96, 96))[0]
+    assert score["joints_px"] < 0.1 * 96
+
+
+def test_bystanders_are_masked_not_fitted_and_never_drop_the_clip(body, estimator):
+    case = hard_case("bystanders", body, frames=6, num_gaussians=3000, photo="chelsea")
+    res = extract_people(case["frames"], 8.0, camera=_level(case), body=body, estimator=estimator)
+    assert res.usable
+    roles = {int(k): v["role"] for k, v in res.people.items()}
+    assert sorted(res.track_ids) == sorted(k for k, r in roles.items() if r == "subject") and len(res.track_ids) == 1
+    score = closed_loop_scores(res, case["subjects"], case["cameras"])[0]
+    assert score["joints_px"] < 0.1 * 180
+    bystanders = [k for k, r in roles.items() if r == "bystander"]
+    assert bystanders, "no passer-by was tracked"
+    assert all((res.masks == k).any() for k in bystanders)
+    assert all(res.people[str(k)]["reason"].startswith("bystander (") for k in bystanders)
