@@ -29,9 +29,8 @@ from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, fit_length,
-                    pair_appearances, place_side_by_side, report_errors)
-from .prompt import RuleBasedPromptParser
+from .build import (_instantiate, build_avatars, build_body, build_camera, build_motions, config_dict,
+                    fit_length, pair_appearances, place_side_by_side, report_errors)
 
 log = logging.getLogger("amg.generate")
 
@@ -46,13 +45,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     prompt = str(cfg.prompt).strip()
     if not prompt:
         raise AmgError("prompt: expected a description of people, an action and a scene, got an empty string")
-    parsed = RuleBasedPromptParser().parse(prompt)
+    parsed = _instantiate(cfg.parser).parse(prompt)
     for note in parsed.notes:
         log.info("prompt: %s", note)
+    if not parsed.people:
+        raise AmgError(f"prompt {prompt!r}: names no person; expected someone doing something, e.g. "
+                       "'a man walks on a beach'")
     F, fps = int(cfg.num_frames), float(cfg.fps)
     body = build_body(cfg.body)
-    motions = build_motions(cfg.motion, F, fps, text=f"{' and '.join(parsed.people)} {parsed.action}".strip(),
-                            num_people=len(parsed.people))
+    plan = None
+    if str(cfg.motion.get("name")) == "auto" and not cfg.motion.get("path"):
+        text_to_motion = _instantiate(cfg.text_to_motion, body=body)
+        plan = text_to_motion.plan(parsed.actions, len(parsed.people))
+        motions = [fit_length(m, F) for m in text_to_motion.build(plan, seconds=F / fps, fps=fps)]
+    else:
+        motions = build_motions(cfg.motion, F, fps, text=f"{' and '.join(parsed.people)} {parsed.action}".strip(),
+                                num_people=len(parsed.people))
     if len(motions) == 1 and len(parsed.people) > 1:
         motions = place_side_by_side(motions * len(parsed.people), spacing=float(cfg.spacing))
     appearances = pair_appearances(parsed.people, len(motions))
@@ -64,10 +72,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
     written = save_scene(res, out_dir, fps=fps, conditions=list(cfg.conditions))
-    write_json(out_dir / "prompt.json", {"prompt": prompt, "people": parsed.people, "action": parsed.action,
-                                         "scene": parsed.scene, "scene_prompt": parsed.scene_prompt,
+    chosen = plan.to_dict() if plan is not None else {"config": config_dict(cfg.motion)}
+    write_json(out_dir / "prompt.json", {**parsed.to_dict(), "motions": chosen,
                                          "appearances": [p.avatar.appearance.describe() for p in people],
-                                         "notes": parsed.notes})
+                                         "notes": parsed.notes + (plan.notes if plan is not None else [])})
     written["prompt.json"] = out_dir / "prompt.json"
     model_cfg = cfg.model
     if model_cfg.get("path") and model_cfg.get("adapter"):
