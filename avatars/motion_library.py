@@ -450,7 +450,7 @@ def parse_text(text: str, num_people: int | None = None) -> dict:
     plan = LibraryTextToMotion().plan_text(text, num_people)
     first = plan.choices[0]
     return {"motions": [c.motion for c in plan.choices], "speed": first.speed, "direction": first.direction,
-            "num_people": plan.num_people, "unknown": all(c.score <= 1e-9 for c in plan.choices)}
+            "num_people": plan.num_people, "unknown": not any(c.matched and c.action for c in plan.choices)}
 
 
 def from_text(text: str, seconds: float = 3.0, fps: float = 30.0, num_people: int | None = None,

@@ -57,7 +57,7 @@ bow curtsy clap applaud cheer point gesture crouch squat kneel duck crawl creep 
 throw toss hurl pitch fling lob catch grab receive push shove press pull drag tug haul carry lift hold
 stretch exercise climb ascend descend scale
 dribble shoot swing celebrate nod shake hug embrace cuddle high-five lead follow perform practice practise
-do play move take give make have juggle cartwheel somersault flip skate ski swim surf ride drive type
+do play move take give make have trade lunge juggle cartwheel somersault flip skate ski swim surf ride drive type
 read write sing laugh cry eat drink cook paint draw
 """.split())
 
@@ -73,7 +73,7 @@ _IRREGULAR = {
 
 #: Verbs that carry little meaning of their own: the action is their object (``throws punches``,
 #: ``takes a bow``, ``gives a hug``, ``does a dance``).
-LIGHT_VERBS = frozenset("throw do take give make have perform practice practise play".split())
+LIGHT_VERBS = frozenset("throw do take give make have perform practice practise play trade".split())
 
 #: Participles that attach a modifier to a person and never start the action.
 _MODIFIER_WORDS = frozenset("wearing dressed clad holding carrying with in wears wear sporting".split())
@@ -86,9 +86,9 @@ grandfather grandma grandpa mother father mom dad mum son daughter brother siste
 groom knight warrior wrestler gymnast skater hiker climber tourist actor actress model clown cowboy
 cowgirl pirate ninja monk samurai referee coach fighter martial-artist karateka cheerleader waiter
 waitress bartender pedestrian commuter traveler traveller shopper customer couple pair duo twin trio
-quartet group crowd team family someone somebody everyone he she partner youngster adult senior elder
+quartet group crowd audience team family someone somebody everyone he she partner youngster adult senior elder
 retiree student stranger neighbor neighbour baby infant performer acrobat juggler magician dj rapper
-surfer skier cyclist swimmer golfer footballer goalkeeper striker sprinter marathoner yogi instructor
+teammate opponent rival colleague classmate companion surfer skier cyclist swimmer golfer footballer goalkeeper striker sprinter marathoner yogi instructor
 trainer bodybuilder lifter soldier guard king queen prince princess zombie superhero hero villain
 """.split()
 _PERSON_PLURAL_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child",
@@ -100,7 +100,7 @@ PERSON_NOUNS = frozenset(_PERSON_SINGULAR)
 # group nouns: how many people, and the member noun when no "of <noun>" follows
 _GROUPS = {"couple": (2, "person"), "pair": (2, "person"), "duo": (2, "person"), "twins": (2, "person"),
            "twin": (2, "person"), "trio": (3, "person"), "quartet": (4, "person"), "group": (3, "person"),
-           "crowd": (5, "person"), "team": (4, "person"), "family": (3, "person"), "bunch": (3, "person")}
+           "crowd": (5, "person"), "audience": (5, "person"), "team": (4, "person"), "family": (3, "person"), "bunch": (3, "person")}
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10, "both": 2, "several": 3, "few": 3, "dozen": 12}
 _MAX_PEOPLE = 12
@@ -111,9 +111,9 @@ _AUX = frozenset("is are was were be being been am 's can will".split())
 _CONJ_SEQ = ("and then", "then", "and", "before", "after", "afterwards", "followed by", "while")
 _PREPOSITIONS = frozenset("""in at on from under over near by inside outside through across along beside behind
 during against onto into amid among amidst around toward towards to with beneath below above past up down
-off away between within upon underneath atop""".split())
+off away between within upon underneath atop of before after""".split())
 #: Prepositions after which a phrase belongs to the action unless its noun is a place or a time.
-_ACTION_PREPS = frozenset("to toward towards at with into around away back forward past off up down".split())
+_ACTION_PREPS = frozenset("to toward towards at with into around away back forward past off up down over".split())
 #: Nouns of places and times: a phrase with one of these is the scene (``at sunset``, ``to the beach``).
 _PLACE_WORDS = frozenset("""sunset sunrise dawn dusk night noon midnight evening morning afternoon twilight
 daylight moonlight rain snow fog storm wind sun beach park gym club party studio street road city town
@@ -123,7 +123,9 @@ classroom campus church temple station airport mall market shop store restaurant
 plaza square bridge rooftop roof balcony terrace porch alley sidewalk pavement crosswalk parking track
 trail path meadow valley cave castle palace museum gallery theater theatre hall warehouse factory
 playground pool deck boat ship train bus car lawn grass sand water background foreground light lights
-spotlight neon crowd audience studio dancefloor floor ground""".split())
+spotlight neon studio dancefloor floor ground wedding concert race match game festival ceremony
+show class meeting desk table window counter stop lighthouse supermarket trampoline mat bench sofa couch chair
+bed city sky hills skyline""".split())
 # phrases after the verb that are always part of the action (paths, manners, partners)
 _ACTION_PHRASES = ("in a circle", "in circles", "in place", "on the spot", "in unison", "in slow motion",
                    "back and forth", "side to side", "from side to side", "up and down", "with each other",
@@ -180,7 +182,7 @@ def _double(v: str) -> bool:
 
 def _verb_forms(v: str) -> dict[str, str]:
     forms = {v: v, v + "s": v}
-    if v.endswith(("x", "sh", "ch", "ss", "o")):
+    if v.endswith(("x", "sh", "ch", "ss", "o", "z")):
         forms[v + "es"] = v
     if re.fullmatch(r".*[^aeiou]y", v):
         forms[v[:-1] + "ies"] = v
@@ -423,8 +425,13 @@ def _people_of(prompt: str, np_toks: list[Token], role: str, notes: list[str]) -
     # "a group of five dancers in red", "a couple of friends", "a pair of boxers", "two friends", "twins"
     k = 1 if low[0] in ("a", "an", "the") else 0
     count, member, rest_from = 1, None, None
+    g = next((i for i in range(k, len(low)) if is_person_noun(low[i])), None)
+    adjectives = [t.text for t in np_toks[k:g]] if g is not None and low[g] in _GROUPS else []
+    if adjectives and low[g] not in _NUMBERS:
+        k = g  # "an elderly couple": the adjectives go to each member
     if k < len(low) and low[k] in _GROUPS:
         count, member = _GROUPS[low[k]]
+        member = " ".join(adjectives + [member])
         rest_from = k + 1
         if rest_from < len(low) and low[rest_from] == "of":
             rest_from += 1
@@ -445,7 +452,7 @@ def _people_of(prompt: str, np_toks: list[Token], role: str, notes: list[str]) -
             notes.append(f"{text!r}: more than {_MAX_PEOPLE} people is capped at {_MAX_PEOPLE}")
         words = [t.text for t in np_toks[rest_from or 0:]]
         if member is not None:
-            desc = ("a " + member + (" " + " ".join(words) if words else "")).strip()
+            desc = _singular_phrase([member] + words)
         else:
             desc = _singular_phrase(words)
         return [Person(desc, span, role) for _ in range(count)]
@@ -489,15 +496,32 @@ def _phrase_end(toks: list[Token], i: int) -> int:
     j = i + 1
     while j < len(toks):
         t = toks[j].low
+        c = _conj_at(toks, j)
         if t in (",", ";", ".", "!", "?") or (t in _PREPOSITIONS and t not in ("up", "down")) or \
-                (t in ("and", "then") and j + 1 < len(toks) and _verb_candidate(toks, j + 1)):
+                (c and j + c < len(toks) and _verb_candidate(toks, j + c)):
             break
         j += 1
     return j
 
 
+_PARTICLES = frozenset("up down around away back over off".split())
+
+
+def _joined_text(prompt: str, toks: list[Token]) -> str:
+    """The words of ``toks`` as written; pieces the prompt separates by other words are joined by a space."""
+    parts, cur = [], [toks[0]]
+    for a, b in zip(toks, toks[1:]):
+        if prompt[a.end:b.start].strip():
+            parts.append(cur)
+            cur = [b]
+        else:
+            cur.append(b)
+    parts.append(cur)
+    return " ".join(_span_text(prompt, p) for p in parts)
+
+
 def _make_action(prompt: str, toks: list[Token]) -> Action:
-    text = _span_text(prompt, toks)
+    text = _joined_text(prompt, toks)
     low = " ".join(t.low for t in toks)
     verb = verb_lemma(toks[0].text) or toks[0].low
     speed = 1.0
@@ -510,7 +534,8 @@ def _make_action(prompt: str, toks: list[Token]) -> Action:
             direction = deg
             break
     path = next((name for ph, name in PATHS.items() if re.search(rf"\b{re.escape(ph)}\b", low)), None)
-    skip = _DETERMINERS | _PREPOSITIONS | set(SPEED_WORDS) | {"and", "then", "each", "other", "camera", "viewer"}
+    skip = (_DETERMINERS | _PREPOSITIONS | set(SPEED_WORDS) | {"and", "then", "each", "other", "camera", "viewer"}) \
+        - _PARTICLES
     words = [lemma(t.text) for t in toks[1:] if t.low not in skip and t.text.isalpha() or "-" in t.text]
     words = [w for w in words if w not in skip]
     head = verb
@@ -543,6 +568,8 @@ def _object_people(prompt: str, toks: list[Token], notes: list[str]) -> tuple[li
             t = toks[e].low
             if t in (",", ";", ".") or t in ("and", "then") or t in SPEED_WORDS:
                 break
+            if t in _DETERMINERS and toks[e - 1].low not in _PREPOSITIONS and toks[e - 1].low != "wearing":
+                break  # a second object starts: "gives her friend | a piggyback ride"
             if t in _PREPOSITIONS and t not in ("in", "with", "wearing") or t in _PREPOSITIONS and \
                     _classify_pp(toks, e, _phrase_end(toks, e)) == "scene" and t != "in":
                 break
@@ -639,6 +666,11 @@ def decompose(prompt: str) -> Decomposition:
                     in_scene.append(t)
                 i += 1
                 continue
+            fixed = max(_match_phrase(toks, i, ph) for ph in _ACTION_PHRASES)
+            if fixed and cur:
+                cur.extend(toks[i:i + fixed])  # "hand in hand", "back and forth", "in a circle"
+                i += fixed
+                continue
             if t.low in _PREPOSITIONS and not (t.low == "to" and i + 1 < len(toks)
                                                and verb_lemma(toks[i + 1].text) is not None):
                 end = _phrase_end(toks, i)
@@ -675,7 +707,11 @@ def decompose(prompt: str) -> Decomposition:
             i += 1
         close_action()
         close_scene()
-    if not people and actions:
+    if not people and actions and any(t.text.isalpha() for np_toks in nps for t in np_toks):
+        # something that is not a person acts ("a flag waves in the wind"): nobody to animate
+        actions = []
+        notes.append("the prompt names nobody: no people, no action")
+    elif not people and actions:
         people = [Person("a person", (0, 0))]
         notes.append("no person named: one person does the action")
     elif not people:

@@ -40,7 +40,7 @@ from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from . import motion_library
 from .motion import Motion, _default_body, _pelvis
 from .motion_library import TextToMotion, heading_matrix
-from .prompt_grammar import Action, decompose, lemma, read_action, tokenize
+from .prompt_grammar import LIGHT_VERBS, Action, decompose, lemma, read_action, tokenize
 
 __all__ = ["MotionMatcher", "LexiconMatcher", "EmbeddingMatcher", "MotionChoice", "MotionPlan",
            "LibraryTextToMotion", "SYNONYMS", "concepts"]
@@ -50,7 +50,7 @@ SYNONYMS: dict[str, str] = {
     **dict.fromkeys("walk stroll wander march pace stride amble saunter strut hike tiptoe trudge limp stagger "
                     "walking".split(), "walk"),
     **dict.fromkeys("run jog sprint dash rush race chase hurry flee".split(), "run"),
-    **dict.fromkeys("jump hop leap bounce vault bound dunk".split(), "jump"),
+    **dict.fromkeys("jump hop leap bounce vault bound dunk skip".split(), "jump"),
     **dict.fromkeys("wave salute beckon hail".split(), "wave"),
     **dict.fromkeys("dance groove boogie disco bop shimmy breakdance".split(), "dance"),
     **dict.fromkeys("tango waltz ballroom foxtrot quickstep partner-dance".split(), "partnerdance"),
@@ -62,7 +62,7 @@ SYNONYMS: dict[str, str] = {
     **dict.fromkeys("turn rotate turnaround".split(), "turn"),
     **dict.fromkeys("sit seat".split(), "sit"),
     **dict.fromkeys("standup rise".split(), "standup"),
-    **dict.fromkeys("idle wait pause stay watch look talk listen pose rest still".split(), "idle"),
+    **dict.fromkeys("idle stand wait pause stay watch look talk listen pose rest still".split(), "idle"),
     **dict.fromkeys("kick punt".split(), "kick"),
     **dict.fromkeys("bow curtsy".split(), "bow"),
     **dict.fromkeys("clap applaud cheer".split(), "clap"),
@@ -83,7 +83,10 @@ SYNONYMS: dict[str, str] = {
     **dict.fromkeys("highfive high-five".split(), "highfive"),
     **dict.fromkeys("handshake greet".split(), "handshake"),
     **dict.fromkeys("lead follow".split(), "lead"),
+    "piggyback": "piggyback",
 }
+#: Concepts that are actions: after a light verb (``gives a high five``, ``does yoga``) they are the action.
+_ACTION_CONCEPTS = frozenset(SYNONYMS.values())
 # two-word expressions read as one concept before the synonym lookup
 _MULTIWORD = {("shake", "hand"): "handshake", ("high", "five"): "highfive", ("stand", "up"): "standup",
               ("get", "up"): "standup", ("warm", "up"): "warmup", ("turn", "around"): "turnaround",
@@ -124,9 +127,11 @@ class MotionMatcher(ABC):
 
     Attributes:
         weak_below: a best score under this is reported as a weak match.
+        min_score: a best score under this means nothing matches: the people stand idle.
     """
 
     weak_below: float = 0.5
+    min_score: float = 0.0
 
     @abstractmethod
     def scores(self, action: Action, names: Sequence[str]) -> dict[str, float]:
@@ -136,13 +141,15 @@ class MotionMatcher(ABC):
 class LexiconMatcher(MotionMatcher):
     """The embedded default: concept overlap between an action and each motion's description.
 
-    ``score = covered + 0.1 * cosine``: ``covered`` is the idf-weighted share of the action's concepts
-    (head verb weight 3, other words 1) found in the description (1.0 when all are); the cosine of the
-    two weighted bags breaks ties towards the more specific description. Scores lie in [0, 1.1].
+    ``score = covered + 0.1 * cosine + 0.05 * named``: ``covered`` is the idf-weighted share of the action's
+    concepts (head verb weight 3, other words 1) found in the description (1.0 when all are); the cosine of
+    the two weighted bags breaks ties towards the more specific description, and ``named`` (1 when the
+    motion's name is the head's concept) towards the motion the action names. Scores lie in [0, 1.15].
     """
 
-    def __init__(self, weak_below: float = 0.5):
+    def __init__(self, weak_below: float = 0.5, min_score: float = 0.3):
         self.weak_below = float(weak_below)
+        self.min_score = float(min_score)
         self._bags: dict[str, dict[str, float]] = {}
 
     def _description_bags(self, names: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -161,9 +168,12 @@ class LexiconMatcher(MotionMatcher):
 
     def scores(self, action: Action, names: Sequence[str]) -> dict[str, float]:
         bags, idf = self._description_bags(names)
-        words = _action_words(action)
+        found = concepts(_action_words(action))
+        if len(found) > 1 and found[0] in LIGHT_VERBS and found[1] in _ACTION_CONCEPTS:
+            found = found[1:]  # "gives a high five", "does yoga": the object is the action
+        head = found[0] if found else ""
         query: dict[str, float] = {}
-        for k, c in enumerate(concepts(words)):
+        for k, c in enumerate(found):
             query[c] = max(query.get(c, 0.0), 3.0 if k == 0 else 1.0)
         unseen = math.log(1.0 + len(names))  # a concept no description has is as specific as the rarest
         wq = {c: w * idf.get(c, unseen) for c, w in query.items()}
@@ -177,7 +187,9 @@ class LexiconMatcher(MotionMatcher):
             covered = sum(v for c, v in wq.items() if c in bag) / total
             dn = math.sqrt(sum(idf[c] ** 2 for c in bag))
             cos = sum(v * idf[c] for c, v in wq.items() if c in bag) / (qn * dn) if dn > 0 else 0.0
-            out[n] = covered + 0.1 * cos
+            # the motion named by the action's head word wins a tie ("dancing": dance over salsa)
+            named = 0.05 if head and head in concepts(n.replace("_", " ")) else 0.0
+            out[n] = covered + 0.1 * cos + named
         return out
 
 
@@ -188,11 +200,12 @@ class EmbeddingMatcher(MotionMatcher):
         path: a folder ``transformers`` loads with ``AutoTokenizer``/``AutoModel`` (config, weights,
             tokenizer files), e.g. a sentence-transformers model's folder. Nothing is downloaded.
         weak_below: cosine under which the best match is reported as weak.
+        min_score: cosine under which nothing matches (idle).
         max_length: tokens per text.
     Embeddings are the attention-mask-weighted mean of the last hidden states, L2-normalised.
     """
 
-    def __init__(self, path: str, weak_below: float = 0.35, max_length: int = 64):
+    def __init__(self, path: str, weak_below: float = 0.35, min_score: float = 0.15, max_length: int = 64):
         p = Path(str(path)).expanduser()
         if not p.is_dir() or not (p / "config.json").is_file():
             raise AmgError(f"text_to_motion.matcher.path={path}: expected a local model folder with config.json")
@@ -204,6 +217,7 @@ class EmbeddingMatcher(MotionMatcher):
         except (OSError, ValueError) as e:
             raise AmgError(f"text_to_motion.matcher.path={path}: cannot load a model from it ({e})") from None
         self.weak_below = float(weak_below)
+        self.min_score = float(min_score)
         self.max_length = int(max_length)
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -236,9 +250,10 @@ class MotionChoice:
         action: the action text.
         motion: library motion name.
         score: the matcher's score of ``motion``.
-        runner_up: the next best ``(name, score)``.
+        runner_up: the next best ``(name, score)`` (when nothing matched: the best, not good enough).
         speed: tempo factor; direction: heading in degrees; path: ``"circle"`` or None.
         weak: true when ``score`` is under the matcher's ``weak_below``.
+        matched: false when the score is under the matcher's ``min_score`` and the motion fell back to idle.
     """
 
     action: str
@@ -249,6 +264,7 @@ class MotionChoice:
     direction: float = 0.0
     path: str | None = None
     weak: bool = False
+    matched: bool = True
 
 
 @dataclass
@@ -296,11 +312,12 @@ class LibraryTextToMotion(TextToMotion):
         best = ranked[0]
         score = scores[best]
         runner = (ranked[1], round(scores[ranked[1]], 4)) if len(ranked) > 1 else None
-        if score <= 1e-9:
-            best = "idle"
+        matched = score >= max(self.matcher.min_score, 1e-9)
+        if not matched:
+            best, runner = "idle", (best, round(score, 4))  # the best was not good enough
         return MotionChoice(action=action.text, motion=best, score=round(score, 4), runner_up=runner,
                             speed=action.speed, direction=0.0 if action.direction is None else action.direction,
-                            path=action.path, weak=score < self.matcher.weak_below)
+                            path=action.path, weak=score < self.matcher.weak_below, matched=matched)
 
     def plan(self, actions: Sequence[Action | str], num_people: int) -> MotionPlan:
         """Choices for ``actions`` (in order) done by ``num_people`` people; notes for weak matches."""
@@ -310,8 +327,9 @@ class LibraryTextToMotion(TextToMotion):
         for c in choices:
             if not c.action:
                 notes.append("no action: the people stand idle")
-            elif c.score <= 1e-9:
-                notes.append(f"no library motion matches {c.action!r}; using idle")
+            elif not c.matched:
+                notes.append(f"no library motion matches {c.action!r} (best {c.runner_up[0]}, score "
+                             f"{c.runner_up[1]:.2f}); using idle")
             elif c.weak:
                 notes.append(f"weak match for {c.action!r}: {c.motion} (score {c.score:.2f}, next "
                              f"{c.runner_up[0] if c.runner_up else '-'})")
