@@ -75,9 +75,7 @@ def fit_length(motion: Motion, num_frames: int) -> Motion:
     F = len(motion)
     if F >= num_frames:
         return motion[:num_frames]
-    idx = torch.cat([torch.arange(F), torch.full((num_frames - F,), F - 1)])
-    return Motion(fps=motion.fps, betas=motion.betas, global_orient=motion.global_orient[idx],
-                  body_pose=motion.body_pose[idx], transl=motion.transl[idx])
+    return motion[torch.cat([torch.arange(F), torch.full((num_frames - F,), F - 1)])]
 
 
 def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None = None,
@@ -100,9 +98,8 @@ def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None
     else:
         if name not in motion_library.names():
             raise AmgError(f"motion={name}: unknown; expected one of {', '.join(motion_library.names())}, file")
-        made = motion_library.make(name, seconds=seconds, fps=fps, speed=float(cfg.get("speed", 1.0)),
-                                   direction=float(cfg.get("direction", 0.0)))
-        motions = made if isinstance(made, list) else [made]
+        motions = motion_library.make_people(name, seconds=seconds, fps=fps, speed=float(cfg.get("speed", 1.0)),
+                                             direction=float(cfg.get("direction", 0.0)))
     return [fit_length(m.resample(fps) if abs(m.fps - fps) > 1e-6 else m, num_frames) for m in motions]
 
 
@@ -117,8 +114,7 @@ def load_motion_file(path: str, fps: float) -> list[Motion]:
 
             # the source video's size only matters for TRACE's camera, which a new camera path replaces
             return list(load_trace(p, width=512, height=512, fps=fps).motions)
-    loaded = Motion.load(path)
-    return loaded if isinstance(loaded, list) else [loaded]
+    return [Motion.load(path)]
 
 
 def place_side_by_side(motions: list[Motion], spacing: float = 1.0) -> list[Motion]:
@@ -128,9 +124,7 @@ def place_side_by_side(motions: list[Motion], spacing: float = 1.0) -> list[Moti
     out = []
     for i, m in enumerate(motions):
         dx = (i - (len(motions) - 1) / 2) * spacing
-        transl = m.transl + torch.tensor([dx, 0.0, 0.0], dtype=m.transl.dtype)
-        out.append(Motion(fps=m.fps, betas=m.betas, global_orient=m.global_orient, body_pose=m.body_pose,
-                          transl=transl))
+        out.append(m.copy(transl=m.transl + torch.tensor([dx, 0.0, 0.0], dtype=m.transl.dtype)))
     return out
 
 

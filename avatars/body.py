@@ -19,6 +19,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -37,6 +38,8 @@ __all__ = [
     "BodyOutput",
     "BodyModel",
     "part_labels_from_weights",
+    "Body",
+    "default_body",
 ]
 
 SMPL_JOINT_NAMES = (
@@ -399,3 +402,38 @@ def _translate(T: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
     shift = torch.zeros_like(T)
     shift[:, :, :3, 3] = tr[:, None]
     return T + shift
+
+
+@runtime_checkable
+class Body(Protocol):
+    """What motions, avatars and reconstruction need from a body model (:class:`BodyModel` is one).
+
+    ``__call__(betas (B, NB), global_orient (F, 3), body_pose (F, 23, 3), transl (F, 3)) -> BodyOutput``
+    poses the body (metres, Y-up); ``rest(betas (B, NB))`` returns the T-pose vertices ``(B, V, 3)`` and
+    joints ``(B, 24, 3)``; ``faces (T, 3)``, ``skin_weights (V, 24)`` and ``part_labels (V,)`` describe
+    the surface; ``parents`` is the 24-joint tree (``-1`` for the root).
+    """
+
+    faces: torch.Tensor
+    part_labels: torch.Tensor
+    parents: list
+
+    @property
+    def num_betas(self) -> int: ...
+
+    @property
+    def skin_weights(self) -> torch.Tensor: ...
+
+    def rest(self, betas=None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def __call__(self, betas=None, global_orient=None, body_pose=None, transl=None) -> BodyOutput: ...
+
+
+_DEFAULT_BODY: dict[str, BodyModel] = {}
+
+
+def default_body() -> BodyModel:
+    """The embedded default body, loaded once per process (every stage shares this one copy)."""
+    if "default" not in _DEFAULT_BODY:
+        _DEFAULT_BODY["default"] = BodyModel.load("default")
+    return _DEFAULT_BODY["default"]

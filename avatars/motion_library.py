@@ -1,9 +1,11 @@
 """A procedural motion library in SMPL axis-angle, and text to motion on top of it.
 
-``make(name, seconds=, fps=, speed=, direction=)`` returns a :class:`~avatars.motion.Motion` for a
-one-person motion, or a list of Motions placed in one world for an interaction (``*_pair``,
-``handshake``). Every clip is grounded on the default body (the lowest vertex on ``y = 0`` in every
-frame, except in the air phase of a jump), keeps each joint inside :data:`JOINT_LIMITS`, and keeps the
+``make_people(name, seconds=, fps=, speed=, direction=)`` returns one :class:`~avatars.motion.Motion`
+per person, placed in one world (two for an interaction: ``*_pair``, ``handshake``); ``make`` returns the
+Motion of a one-person motion. Every clip is grounded on the default body (the lowest vertex on ``y = 0`` in every
+frame, except in the air phase of a jump or a run), keeps its stance feet planted (gaits travel as far
+as the stance foot pushes, feet locked by leg IK: :mod:`avatars.contact`; ``benchmarks/motion.py``
+measures the slide), keeps each joint inside :data:`JOINT_LIMITS`, and keeps the
 hands and elbows out of the torso; the tests measure all three.
 
 Joint conventions (SMPL, rest body facing +Z, left at +X): a negative X rotation of a hip swings the
@@ -19,7 +21,9 @@ replace it.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -27,11 +31,13 @@ import torch
 from render.errors import AmgError
 from render.rotations import euler_to_matrix, matrix_to_axis_angle
 
-from .motion import Motion, _default_body
+from .body import default_body as _default_body
+from .contact import make_skate_free
+from .motion import Motion
 
 __all__ = [
-    "names", "make", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion", "JOINT_LIMITS",
-    "ground", "heading_matrix", "register", "describe", "interactions", "solo_of",
+    "names", "make", "make_people", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion",
+    "JOINT_LIMITS", "ground", "heading_matrix", "register", "describe", "interactions", "solo_of",
 ]
 
 # SMPL joint index -> (min, max) Euler XYZ angles in radians of its local rotation (anatomical ranges,
@@ -120,8 +126,12 @@ def _smooth_step(x):
 
 
 def _finish(pose: _Pose, fps, name, forward=None, heading=0.0, yaw=None, airborne=None, body=None,
-            betas=None) -> Motion:
-    """Apply heading and travel, then ground. ``forward (F,)`` metres travelled along the facing."""
+            betas=None, travel: bool = False, contacts=None) -> Motion:
+    """Apply heading and travel, ground, and plant the feet (:func:`avatars.contact.make_skate_free`).
+
+    ``forward (F,)`` metres along the facing is the authored root path; ``travel=True`` replaces it by
+    the travel the stance foot pushes (gaits), so the feet carry the body instead of sliding.
+    """
     F = pose.F
     body = body if body is not None else _default_body()
     betas = torch.zeros(body.num_betas) if betas is None else torch.as_tensor(betas, dtype=torch.float32)
@@ -132,7 +142,7 @@ def _finish(pose: _Pose, fps, name, forward=None, heading=0.0, yaw=None, airborn
     if forward is not None:
         transl += torch.as_tensor(forward, dtype=torch.float64)[:, None] * heading_matrix(heading).double()[:, 2]
     m = Motion(fps, betas, matrix_to_axis_angle(R).float(), pose.body_pose(), transl.float(), name=name)
-    return ground(m, body, airborne)
+    return make_skate_free(m, body, travel=travel, airborne=airborne, contacts=contacts)
 
 
 # ---- one-person motions -----------------------------------------------------------------------------
@@ -149,37 +159,82 @@ def idle(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     return _finish(p, fps, "idle", heading=direction, body=body)
 
 
-def _gait(t, speed, cadence, hip_amp, knee_amp, arm_amp, elbow, lean, bounce_knee=0.0):
+def _bump(phase, centre, width):
+    """A smooth periodic bump over a gait cycle: 1 at ``centre``, ``phase``/``centre`` in cycles."""
+    d = torch.remainder(phase - centre + 0.5, 1.0) - 0.5
+    return torch.exp(-(d / width) ** 2)
+
+
+@dataclass(frozen=True)
+class _GaitShape:
+    """Sagittal joint curves of one gait, in degrees over a cycle starting at heel strike (after
+    Winter's and Novacheck's normal walking and running kinematics, simplified to bumps)."""
+
+    cadence: float        # strides (two steps) per second at speed 1
+    duty: float           # share of the cycle a foot is on the ground
+    hip_mean: float       # hip flexion (thigh forward) offset and amplitude; peak flexion at heel strike
+    hip_amp: float
+    knee_stance: tuple    # (peak flexion, phase, width) of the loading-response bend
+    knee_swing: tuple     # (peak flexion, phase, width) of the swing bend
+    knee_base: float      # flexion added everywhere (negative straightens past the rest bend)
+    push_off: float       # ankle plantar flexion at toe-off
+    arm_amp: float        # radians of arm swing, elbow bend and forward lean of the torso
+    elbow: float
+    lean: float
+
+
+_WALK = _GaitShape(cadence=0.95, duty=0.62, hip_mean=10.0, hip_amp=22.0, knee_stance=(14.0, 0.13, 0.07),
+                   knee_swing=(59.0, 0.72, 0.11), knee_base=-2.5, push_off=14.0, arm_amp=0.35, elbow=0.2,
+                   lean=0.05)
+_RUN = _GaitShape(cadence=1.4, duty=0.38, hip_mean=18.0, hip_amp=30.0, knee_stance=(30.0, 0.16, 0.09),
+                  knee_swing=(96.0, 0.62, 0.16), knee_base=6.0, push_off=20.0, arm_amp=0.6, elbow=1.3, lean=0.2)
+
+
+def _gait(t, speed, shape: _GaitShape):
+    """Joint curves of a gait and its foot contacts ``(F, 2)`` (left, right; known by construction)."""
     F = len(t)
-    ph = 2 * math.pi * cadence * speed * t
+    cycle = shape.cadence * speed * t  # cycles since the left heel strike
     p = _Pose(F).arms_down(1.25)
-    s, c = torch.sin(ph), torch.cos(ph)
-    # hips swing in antiphase; each knee bends while its leg swings forward (late swing phase)
-    p.set(1, x=-hip_amp * s).set(2, x=hip_amp * s)
-    p.set(4, x=bounce_knee + knee_amp * torch.clamp(torch.sin(ph - 0.8), min=0))
-    p.set(5, x=bounce_knee + knee_amp * torch.clamp(torch.sin(ph + math.pi - 0.8), min=0))
-    p.set(7, x=0.15 * torch.clamp(-c, min=0)).set(8, x=0.15 * torch.clamp(c, min=0))
+    rad = math.radians
+    contacts = []
+    for side, (hip, knee, ankle) in enumerate(((1, 4, 7), (2, 5, 8))):
+        ph = torch.remainder(cycle + 0.5 * side, 1.0)
+        flex = shape.hip_mean + shape.hip_amp * torch.cos(2 * math.pi * ph)
+        bend = (shape.knee_base + shape.knee_stance[0] * _bump(ph, *shape.knee_stance[1:])
+                + shape.knee_swing[0] * _bump(ph, *shape.knee_swing[1:]))
+        p.set(hip, x=-rad(1) * flex)  # negative X swings the thigh forward
+        p.set(knee, x=rad(1) * bend)
+        # plantar flexion pushes off; dorsiflexion in swing lifts the toes clear of the floor
+        p.set(ankle, x=rad(shape.push_off) * _bump(ph, shape.duty - 0.02, 0.06) - rad(10) * _bump(ph, 0.8, 0.1))
+        contacts.append(ph < shape.duty)
+    s = torch.sin(2 * math.pi * cycle)
     # arms swing against the legs: left arm forward (negative Y) when the right leg is forward
-    p.set(16, y=arm_amp * s).set(17, y=arm_amp * s)
-    p.set(18, y=-elbow - 0.2 * torch.clamp(-s, min=0)).set(19, y=elbow + 0.2 * torch.clamp(s, min=0))
-    p.set(3, x=lean, y=0.06 * s).set(9, y=-0.08 * s)
-    p.set(0, y=0.05 * s)
-    return p, ph
+    a = shape.arm_amp
+    p.set(16, y=-a * s).set(17, y=-a * s)
+    p.set(18, y=-shape.elbow - 0.2 * torch.clamp(s, min=0)).set(19, y=shape.elbow + 0.2 * torch.clamp(-s, min=0))
+    p.set(3, x=shape.lean, y=-0.06 * s).set(9, y=0.08 * s)
+    p.set(0, y=-0.05 * s)
+    return p, torch.stack(contacts, -1), cycle
 
 
 def walk(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """Walking forward along the heading at about 1.2 m/s (times ``speed``)."""
+    """Walking forward along the heading at about 1.2 m/s (times ``speed``); the stance foot carries the
+    body, so travel comes from the legs."""
     F, t = _time(seconds, fps)
-    p, _ = _gait(t, speed, cadence=0.9, hip_amp=0.4, knee_amp=0.9, arm_amp=0.35, elbow=0.2, lean=0.05)
-    return _finish(p, fps, "walk", forward=1.25 * speed * t, heading=direction, body=body)
+    p, contacts, _ = _gait(t, speed, _WALK)
+    return _finish(p, fps, "walk", heading=direction, body=body, travel=True, contacts=contacts)
 
 
 def run(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """Running at about 3 m/s (times ``speed``), arms bent and pumping."""
+    """Running at about 3 m/s (times ``speed``), arms bent and pumping, with a flight phase."""
     F, t = _time(seconds, fps)
-    p, _ = _gait(t, speed, cadence=1.4, hip_amp=0.65, knee_amp=1.7, arm_amp=0.6, elbow=1.3, lean=0.2,
-                 bounce_knee=0.15)
-    return _finish(p, fps, "run", forward=3.0 * speed * t, heading=direction, body=body)
+    p, contacts, cycle = _gait(t, speed, _RUN)
+    # ballistic flight between toe-off and the other foot's strike
+    flight_s = (0.5 - _RUN.duty) / (_RUN.cadence * speed)
+    u = torch.remainder(cycle, 0.5) - _RUN.duty
+    air = torch.where(u > 0, 0.5 * 9.81 * (u / (_RUN.cadence * speed)) * (flight_s - u / (_RUN.cadence * speed)),
+                      torch.zeros_like(u))
+    return _finish(p, fps, "run", heading=direction, body=body, travel=True, contacts=contacts, airborne=air)
 
 
 def jump(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -271,7 +326,7 @@ def fence(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     p.set(17, z=0.35 - 0.35 * lunge, y=0.6 + 0.15 * lunge).set(19, y=0.6 - 0.55 * lunge)  # sword arm
     p.set(16, z=1.1, y=0.2).set(18, y=-1.5)  # back arm raised and bent
     p.set(12, y=-0.4).set(15, y=-0.3)  # head looks along the blade
-    return _finish(p, fps, "fence", heading=direction, forward=0.35 * lunge, body=body)
+    return _finish(p, fps, "fence", heading=direction, forward=0.35 * lunge, body=body, travel=True)
 
 
 def turn_around(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -403,9 +458,9 @@ def names() -> list[str]:
     return [n for n in _LIBRARY if n not in _PAIRS] + [n for n in _LIBRARY if n in _PAIRS]
 
 
-def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
-         body=None) -> Motion | list[Motion]:
-    """Build a library motion.
+def make_people(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
+                body=None) -> list[Motion]:
+    """Build a library motion as one Motion per person (one for a solo motion, two for an interaction).
 
     Args:
         name: one of :func:`names`.
@@ -414,13 +469,29 @@ def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0,
         direction: heading in degrees about +Y (0 faces +Z, the default camera; 90 faces +X).
         body: the :class:`~avatars.body.BodyModel` used for grounding (default body when omitted).
     Returns:
-        A Motion, or for interactions a list of Motions in one world.
+        A list of Motions in one world, ``round(seconds * fps)`` frames each.
     """
     if name not in _LIBRARY:
         raise AmgError(f"motion {name!r}: unknown; expected one of {', '.join(names())}")
     if not (speed > 0 and math.isfinite(speed)):
         raise AmgError(f"motion {name!r}: speed {speed} must be positive")
-    return _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
+    made = _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
+    return list(made) if isinstance(made, (list, tuple)) else [made]
+
+
+def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,
+         body=None) -> Motion:
+    """Build a one-person library motion (arguments as :func:`make_people`).
+
+    Interactions need :func:`make_people`; for them this still returns the list of Motions, as it always
+    did, with a ``DeprecationWarning``.
+    """
+    people = make_people(name, seconds=seconds, fps=fps, speed=speed, direction=direction, body=body)
+    if name in _PAIRS:
+        warnings.warn(f"motion_library.make({name!r}) returns several people; use make_people",
+                      DeprecationWarning, stacklevel=2)
+        return people
+    return people[0]
 
 
 # ---- text to motion ---------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Every motion here is a few keyframed poses (per-joint Euler XYZ angles, SMPL joint conventions of
 :mod:`avatars.motion_library`) eased into each other. Contacts are then enforced:
 
-- feet: frames where a foot is planted move the root sideways so the planted feet keep their ground
-  position (the mean of both when both are planted), then the body is grounded (lowest vertex on y = 0);
+- feet: the feet the author plants are held where they landed by :mod:`avatars.contact` (leg IK, root
+  travel from the stance foot for gaits, lowest vertex on y = 0), as for every library motion;
 - hands: :func:`reach` solves shoulder and elbow angles so a hand joint meets a target (a partner's back in
   a hug, the other person's palm in a high five, the other hand in a clap), by gradient descent on the
   joint angles through the body's forward kinematics, staying close to the keyframed pose.
@@ -16,6 +16,7 @@ description here; :mod:`avatars.text_to_motion` matches actions against them.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -23,8 +24,10 @@ import torch
 from render.rotations import euler_to_matrix
 
 from .body import SMPL_PARENTS
-from .motion import Motion, _default_body
-from .motion_library import _facing_pair, _finish, _Pose, _smooth_step, _time, ground, heading_matrix, register
+from .body import default_body as _default_body
+from .motion import Motion
+from .motion_library import (_WALK, _facing_pair, _finish, _gait, _guard, _Pose, _smooth_step, _time, heading_matrix,
+                             make_people, register)
 
 __all__ = ["reach", "joint_positions", "keyframed", "DESCRIPTIONS"]
 
@@ -36,71 +39,95 @@ L_FOOT, R_FOOT = 10, 11
 # ---- kinematics ------------------------------------------------------------------------------------------
 
 
-def joint_positions(euler: torch.Tensor, transl: torch.Tensor, body=None, heading: float = 0.0) -> torch.Tensor:
-    """World joint positions ``(F, 24, 3)`` from Euler XYZ angles ``(F, 24, 3)`` (root first) and
-    ``transl (F, 3)``, by the SMPL kinematic chain of ``body``'s rest joints (differentiable).
-
-    ``heading`` (degrees about +Y) is applied on top of the root rotation, as :func:`_finish` does.
-    """
+def _fk(euler: torch.Tensor, transl: torch.Tensor, body=None, heading: float = 0.0):
+    """World rotations ``(F, 24, 3, 3)`` and positions ``(F, 24, 3)`` of the SMPL chain (differentiable)."""
     body = body if body is not None else _default_body()
     J = body.rest()[1][0].to(euler.dtype)
     R = euler_to_matrix(euler, "XYZ")  # (F, 24, 3, 3)
-    R0 = heading_matrix(heading).to(euler.dtype) @ R[:, 0]
-    rots = [R0]
+    rots = [heading_matrix(heading).to(euler.dtype) @ R[:, 0]]
     pos = [J[0] + transl.to(euler.dtype)]
     for j in range(1, 24):
         p = SMPL_PARENTS[j]
         rots.append(rots[p] @ R[:, j])
         pos.append(pos[p] + torch.einsum("fij,j->fi", rots[p], J[j] - J[p]))
-    return torch.stack(pos, 1)
+    return torch.stack(rots, 1), torch.stack(pos, 1)
+
+
+def joint_positions(euler: torch.Tensor, transl: torch.Tensor, body=None, heading: float = 0.0) -> torch.Tensor:
+    """World joint positions ``(F, 24, 3)`` from Euler XYZ angles ``(F, 24, 3)`` (root first) and
+    ``transl (F, 3)``, by the SMPL kinematic chain of ``body``'s rest joints (differentiable).
+
+    ``heading`` (degrees about +Y) is applied on top of the root rotation, as the library's ``_finish`` does.
+    """
+    return _fk(euler, transl, body, heading)[1]
+
+
+_ARMS = {L_HAND: (L_SHOULDER, L_ELBOW, L_WRIST), R_HAND: (R_SHOULDER, R_ELBOW, R_WRIST),
+         L_WRIST: (L_SHOULDER, L_ELBOW), R_WRIST: (R_SHOULDER, R_ELBOW)}
 
 
 def reach(pose: _Pose, targets: dict[int, torch.Tensor], weights: torch.Tensor | None = None,
-          transl: torch.Tensor | None = None, heading: float = 0.0, body=None, steps: int = 150,
-          stay: float = 0.02) -> float:
-    """Move arm joints of ``pose`` (in place) so hand joints meet world targets.
+          transl: torch.Tensor | None = None, heading: float = 0.0, body=None, steps: int = 80,
+          stay: float = 0.002) -> float:
+    """Bend the arms of ``pose`` (in place) so hand joints meet world targets.
 
     Args:
-        pose: the keyframed pose; its shoulder, elbow and wrist angles change.
-        targets: hand joint (20..23) -> ``(F, 3)`` world target in metres.
-        weights: ``(F,)`` how much each frame's contact counts (0 where the hand is free).
+        pose: the keyframed pose; the shoulder, elbow and (for a hand target) wrist angles change.
+        targets: hand joint (22, 23; or wrists 20, 21) -> ``(F, 3)`` world target in metres.
+        weights: ``(F,)`` in [0, 1]: 1 where the hand is on its target, 0 where it is free; in between
+            the solved correction is eased in (reach and release).
         transl: ``(F, 3)`` root translation the targets assume (zeros by default).
-        heading: the heading the motion is finished with.
-        stay: weight of staying near the keyframed angles (radians squared).
+        heading: degrees about +Y the motion is finished with.
+        stay: weight of staying near the keyframed angles (per radian squared).
     Returns:
-        The largest weighted contact error in metres after solving.
+        The largest distance in metres from a hand to its target over the frames of weight 1.
+    Only the arm chains change, so the collar frames are computed once and the solve runs on three joints.
     """
     F = pose.F
     transl = torch.zeros(F, 3, dtype=torch.float64) if transl is None else transl.double()
-    w = torch.ones(F, dtype=torch.float64) if weights is None else weights.double()
-    chains = {L_HAND: [L_SHOULDER, L_ELBOW, L_WRIST, 13], R_HAND: [R_SHOULDER, R_ELBOW, R_WRIST, 14],
-              L_WRIST: [L_SHOULDER, L_ELBOW, 13], R_WRIST: [R_SHOULDER, R_ELBOW, 14]}
-    joints = sorted({j for h in targets for j in chains[h]})
-    base = pose.euler.clone()
-    delta = torch.zeros(F, len(joints), 3, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=0.05)
-    tg = {h: t.double() for h, t in targets.items()}
-
-    def loss_fn():
-        e = base.clone()
-        e[:, joints] = e[:, joints] + delta
-        P = joint_positions(e, transl, body, heading)
-        err = sum(((P[:, h] - t).pow(2).sum(-1) * w).sum() for h, t in tg.items())
-        return err + stay * (delta ** 2).sum(), P
-
-    for k in range(steps):
-        opt.zero_grad()
-        loss, _ = loss_fn()
-        loss.backward()
-        opt.step()
-        if k == steps // 2:
-            for g in opt.param_groups:
-                g["lr"] = 0.015
+    w = torch.ones(F, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    body = body if body is not None else _default_body()
+    J = body.rest()[1][0].double()
     with torch.no_grad():
-        pose.euler[:, joints] = base[:, joints] + delta.detach()
-        P = joint_positions(pose.euler, transl, body, heading)
-        err = max(float(((P[:, h] - t).norm(dim=-1) * (w > 0)).max()) for h, t in tg.items())
-    return err
+        rots, pos = _fk(pose.euler, transl, body, heading)
+    active = w > 0
+    chains = {h: _ARMS[h] for h in targets}
+    joints = sorted({j for c in chains.values() for j in c})
+    base = pose.euler[:, joints].clone()
+    delta = torch.zeros(F, len(joints), 3, dtype=torch.float64, requires_grad=True)
+    tg = {h: torch.as_tensor(t, dtype=torch.float64).expand(F, 3) for h, t in targets.items()}
+
+    def hand_positions(d):
+        local = euler_to_matrix(base + d, "XYZ")  # (F, k, 3, 3)
+        out = {}
+        for h, chain in chains.items():
+            parent = SMPL_PARENTS[chain[0]]
+            R, p = rots[:, parent], pos[:, parent]
+            for a, j in enumerate(chain):
+                p = p + torch.einsum("fij,j->fi", R, J[j] - J[SMPL_PARENTS[j]])
+                R = R @ local[:, joints.index(j)]
+            out[h] = p + torch.einsum("fij,j->fi", R, J[h] - J[chain[-1]])
+        return out
+
+    # Adam written out: torch.optim's first use imports the compiler stack (seconds) for a 3-joint solve
+    m1, m2 = torch.zeros_like(delta), torch.zeros_like(delta)
+    for k in range(1, steps + 1):
+        P = hand_positions(delta)
+        loss = sum(((P[h] - tg[h]).pow(2).sum(-1) * active).sum() for h in tg) + stay * (delta ** 2).sum()
+        (g,) = torch.autograd.grad(loss, delta)
+        m1 = 0.9 * m1 + 0.1 * g
+        m2 = 0.999 * m2 + 0.001 * g * g
+        lr = 0.05 if k <= steps // 2 else 0.01
+        with torch.no_grad():
+            delta -= lr * (m1 / (1 - 0.9 ** k)) / ((m2 / (1 - 0.999 ** k)).sqrt() + 1e-8)
+    with torch.no_grad():
+        eased = delta.detach() * w[:, None, None]
+        pose.euler[:, joints] = base + eased
+        P = hand_positions(eased)
+        full = w >= 1.0 - 1e-9
+        if not full.any():
+            return 0.0
+        return max(float((P[h] - tg[h]).norm(dim=-1)[full].max()) for h in tg)
 
 
 # ---- keyframes -------------------------------------------------------------------------------------------
@@ -145,34 +172,31 @@ def keyframed(t: torch.Tensor, keys: list[tuple[float, dict[int, tuple[float, fl
     return p
 
 
-def _plant(m: Motion, planted: torch.Tensor, body=None) -> Motion:
-    """Shift the root sideways so planted feet stay where they landed; ``planted (F, 2)`` for left/right."""
-    body = body if body is not None else _default_body()
+def _hold_feet(m: Motion, body, sides=(0, 1)) -> Motion:
+    """For a motion on the spot whose feet ``sides`` (0 left, 1 right) are planted throughout: move the root
+    sideways so those feet's mean position stays where it starts (what the legs cannot absorb, the body
+    shifts over its feet)."""
     with torch.no_grad():
         J = body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose,
                  transl=m.transl).joints
-    feet = J[:, [L_ANKLE, R_ANKLE]][..., [0, 2]]  # (F, 2, 2)
+    points = [j for side in sides for j in ((L_ANKLE, L_FOOT), (R_ANKLE, R_FOOT))[side]]
+    feet = J[:, points][..., [0, 2]].mean(1)  # (F, 2)
     tr = m.transl.clone()
-    anchor = feet[0].clone()
-    shift = torch.zeros(2)
-    for f in range(len(m)):
-        cur = feet[f] + shift
-        on = planted[f]
-        if f > 0 and on.any():
-            # keep the planted feet where they were: move the root by their mean slide
-            shift = shift - (cur[on] - anchor[on]).mean(0)
-            cur = feet[f] + shift
-        anchor = torch.where(on[:, None], anchor, cur)
-        tr[f, 0] += shift[0]
-        tr[f, 2] += shift[1]
+    tr[:, [0, 2]] -= feet - feet[:1]
     return m.copy(transl=tr)
 
 
 def _build(p: _Pose, fps: float, name: str, direction: float, body, planted=None, forward=None,
-           airborne=None) -> Motion:
-    m = _finish(p, fps, name, forward=forward, heading=direction, airborne=airborne, body=body)
-    if planted is not None:
-        m = ground(_plant(m, planted, body), body, airborne)
+           airborne=None, travel: bool = False) -> Motion:
+    """Finish a keyframed pose like every library motion: heading, grounding, the author's planted feet
+    held by :func:`avatars.contact.make_skate_free`; a motion with both feet planted in every frame also
+    keeps its feet's mean where it starts."""
+    m = _finish(p, fps, name, forward=forward, heading=direction, airborne=airborne, body=body, travel=travel,
+                contacts=planted)
+    if planted is not None and forward is None and not travel:
+        always = [side for side in (0, 1) if bool(torch.as_tensor(planted)[:, side].all())]
+        if always:
+            m = _hold_feet(m, body if body is not None else _default_body(), always)
     return m
 
 
@@ -186,12 +210,16 @@ def _both(F: int) -> torch.Tensor:
 def kick(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Kicking a ball with the right leg: step in, swing the leg back, strike forward, recover."""
     F, t = _time(seconds, fps)
-    keys = [(0.0, {}),
-            (0.4, {R_HIP: (0.5, 0, 0), R_KNEE: (1.3, 0, 0), L_KNEE: (0.15, 0, 0), L_SHOULDER: (0, 0, -0.9),
+    keys = [(0.0, {}), (0.25, {}),
+            (0.4, {R_HIP: (-0.35, 0, 0), R_KNEE: (0.9, 0, 0)}),  # the foot lifts before it swings back
+            (0.55, {R_HIP: (0.5, 0, 0), R_KNEE: (1.3, 0, 0), L_KNEE: (0.15, 0, 0), L_SHOULDER: (0, 0, -0.9),
                    R_SHOULDER: (0, 0, 0.9)}),
-            (0.65, {R_HIP: (-1.1, 0, 0), R_KNEE: (0.1, 0, 0), L_KNEE: (0.2, 0, 0), SPINE1: (-0.15, 0, 0),
+            # the foot passes the floor with the knee still bent, strikes, and comes back down bent
+            (0.67, {R_HIP: (-0.4, 0, 0), R_KNEE: (1.3, 0, 0), L_KNEE: (0.2, 0, 0), L_SHOULDER: (0, -0.2, -0.85)}),
+            (0.8, {R_HIP: (-1.1, 0, 0), R_KNEE: (0.1, 0, 0), L_KNEE: (0.2, 0, 0), SPINE1: (-0.15, 0, 0),
                     L_SHOULDER: (0, -0.4, -0.8), R_SHOULDER: (0, 0.3, 0.9)}),
-            (1.1, {}), (1.6, {})]
+            (1.0, {R_HIP: (-0.6, 0, 0), R_KNEE: (1.1, 0, 0), L_KNEE: (0.15, 0, 0)}),
+            (1.3, {}), (1.6, {})]
     p = keyframed(t, keys, speed, loop=1.6)
     planted = torch.stack([torch.ones(F, dtype=torch.bool), torch.zeros(F, dtype=torch.bool)], 1)
     return _build(p, fps, "kick", direction, body, planted=planted)
@@ -205,12 +233,12 @@ def bow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
             R_ANKLE: (0.1, 0, 0)}
     keys = [(0.0, {}), (0.8, down), (1.5, down), (2.3, {})]
     p = keyframed(t, keys, speed)
-    p.set(0, x=-0.0)
-    # the hips bend the pelvis forward: the root tilts, the thighs stay upright
-    tilt = p.euler[:, L_HIP, 0].clone()
-    p.euler[:, 0, 0] -= tilt
-    p.euler[:, L_HIP, 0] -= tilt
-    p.euler[:, R_HIP, 0] -= tilt
+    # the bend is at the hips: the pelvis pitches forward (positive X) and the hips turn the thighs back by
+    # the same angle (positive X), so the legs stay upright under the body
+    bend = -p.euler[:, L_HIP, 0].clone()
+    p.euler[:, 0, 0] += bend
+    p.euler[:, L_HIP, 0] += 2 * bend
+    p.euler[:, R_HIP, 0] += 2 * bend
     return _build(p, fps, "bow", direction, body, planted=_both(F))
 
 
@@ -274,8 +302,7 @@ def spin(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     F, t = _time(seconds, fps)
     p = keyframed(t, [(0.0, {L_SHOULDER: (0, 0, -0.4), R_SHOULDER: (0, 0, 0.4)})])
     yaw = 2 * math.pi * t * speed / 1.5
-    return _build(p, fps, "spin", direction, body, planted=None) .copy() if False else \
-        _finish(p, fps, "spin", heading=direction, yaw=yaw, body=body)
+    return _finish(p, fps, "spin", heading=direction, yaw=yaw, body=body)
 
 
 def throw(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -300,37 +327,34 @@ def catch(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
 
 
 def push(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """Pushing something heavy (a cart, a door, a car): leaning forward, arms straight ahead, stepping."""
+    """Pushing something heavy (a cart, a door, a car): leaning forward, arms straight ahead, short steps."""
     F, t = _time(seconds, fps)
-    lean = {L_SHOULDER: (0, -1.35, -0.2), R_SHOULDER: (0, 1.35, 0.2), L_ELBOW: (0, -0.25, 0), R_ELBOW: (0, 0.25, 0),
-            SPINE1: (0.25, 0, 0)}
-    stepl = {**lean, L_HIP: (-0.45, 0, 0), L_KNEE: (0.6, 0, 0), R_HIP: (0.2, 0, 0)}
-    stepr = {**lean, R_HIP: (-0.45, 0, 0), R_KNEE: (0.6, 0, 0), L_HIP: (0.2, 0, 0)}
-    p = keyframed(t, [(0.0, lean), (0.5, stepl), (1.0, lean), (1.5, stepr), (2.0, lean)], speed, loop=2.0)
-    p.euler[:, 0, 0] += 0.2  # the whole body leans into the push
-    return _finish(p, fps, "push", forward=0.5 * speed * t, heading=direction, body=body)
+    p, contacts, _ = _gait(t, speed, replace(_WALK, cadence=0.7, hip_amp=14.0, arm_amp=0.0, elbow=0.0, lean=0.3))
+    p.euler[:, [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, SPINE1, SPINE3]] = 0.0
+    p.set(L_SHOULDER, y=-1.35, z=-0.2).set(R_SHOULDER, y=1.35, z=0.2).set(L_ELBOW, y=-0.25).set(R_ELBOW, y=0.25)
+    p.set(SPINE1, x=0.3).set(0, x=0.15)  # the whole body leans into the push
+    return _build(p, fps, "push", direction, body, planted=contacts, travel=True)
 
 
 def pull(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """Pulling a rope or dragging something: leaning back, hands in front, stepping backwards (tug)."""
+    """Pulling a rope or dragging something: leaning back, hands in front, heaving in rhythm (tug)."""
     F, t = _time(seconds, fps)
     hold = {L_SHOULDER: (0, -1.2, -0.3), R_SHOULDER: (0, 1.2, 0.3), L_ELBOW: (0, -0.9, 0), R_ELBOW: (0, 0.9, 0),
             L_KNEE: (0.4, 0, 0), R_KNEE: (0.4, 0, 0), L_HIP: (-0.3, 0, 0), R_HIP: (-0.3, 0, 0)}
     tug = {**hold, L_ELBOW: (0, -1.6, 0), R_ELBOW: (0, 1.6, 0), SPINE1: (-0.2, 0, 0)}
     p = keyframed(t, [(0.0, hold), (0.6, tug), (1.2, hold)], speed, loop=1.2)
     p.euler[:, 0, 0] -= 0.15
-    return _finish(p, fps, "pull", forward=-0.25 * speed * t, heading=direction, body=body)
+    return _build(p, fps, "pull", direction, body, planted=_both(F))
 
 
 def carry(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Carrying a box in both arms in front of the chest while walking slowly forward (lifting, holding)."""
     F, t = _time(seconds, fps)
-    from .motion_library import _gait
-
-    p, _ = _gait(t, speed, cadence=0.8, hip_amp=0.3, knee_amp=0.7, arm_amp=0.0, elbow=0.0, lean=-0.02)
+    p, contacts, _ = _gait(t, speed, replace(_WALK, cadence=0.8, hip_amp=17.0, arm_amp=0.0, elbow=0.0, lean=-0.02))
     p.euler[:, [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW]] = 0.0
+    p.euler[:, [SPINE1, SPINE3], 1] = 0.0  # no torso twist: the load is held square
     p.set(L_SHOULDER, y=-0.8, z=-0.9).set(R_SHOULDER, y=0.8, z=0.9).set(L_ELBOW, y=-1.4).set(R_ELBOW, y=1.4)
-    return _finish(p, fps, "carry", forward=0.9 * speed * t, heading=direction, body=body)
+    return _build(p, fps, "carry", direction, body, planted=contacts, travel=True)
 
 
 def crawl(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -363,12 +387,11 @@ def lie_down(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
 def climb_steps(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Climbing steps (stairs): high knee steps up a staircase of 17 cm risers, rising 17 cm per step."""
     F, t = _time(seconds, fps)
-    from .motion_library import _gait
-
-    p, ph = _gait(t, speed, cadence=0.7, hip_amp=0.55, knee_amp=1.4, arm_amp=0.25, elbow=0.3, lean=0.15)
-    steps = ph / math.pi  # one step per half cycle
-    rise = 0.17 * steps
-    return _finish(p, fps, "climb_steps", forward=0.28 * steps, heading=direction, airborne=rise, body=body)
+    shape = replace(_WALK, cadence=0.7, hip_mean=28.0, hip_amp=26.0, knee_stance=(40.0, 0.1, 0.1),
+                    knee_swing=(95.0, 0.72, 0.14), lean=0.15, arm_amp=0.25)
+    p, contacts, cycle = _gait(t, speed, shape)
+    rise = 0.17 * 2 * cycle  # two steps per cycle, one riser each
+    return _build(p, fps, "climb_steps", direction, body, planted=contacts, travel=True, airborne=rise)
 
 
 def dribble(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -390,14 +413,22 @@ def salsa(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     beat = 2 * math.pi * 0.75 * speed * t
     s, c = torch.sin(beat), torch.cos(beat)
     p = _Pose(F).arms_down(1.0)
-    p.set(L_HIP, x=-0.3 * s.clamp(min=0)).set(R_HIP, x=-0.3 * (-s).clamp(min=0))
-    p.set(L_KNEE, x=0.3 + 0.2 * c).set(R_KNEE, x=0.3 - 0.2 * c)
+    p.set(L_HIP, x=-0.45 * s.clamp(min=0)).set(R_HIP, x=-0.45 * (-s).clamp(min=0))
+    # the stepping foot is lifted clear (knee bend) on its way out and back
+    p.set(L_KNEE, x=0.25 + 0.7 * s.clamp(min=0)).set(R_KNEE, x=0.25 + 0.7 * (-s).clamp(min=0))
     p.set(0, z=0.1 * s, y=0.15 * s).set(SPINE1, z=-0.12 * s).set(SPINE3, y=-0.15 * s)
     p.set(L_ELBOW, y=-1.4).set(R_ELBOW, y=1.4).set(L_SHOULDER, y=-0.3 * c).set(R_SHOULDER, y=-0.3 * c)
-    return _build(p, fps, "salsa", direction, body)
+    # a foot is planted while the other one steps (the left steps while s > 0, the right while s < 0)
+    planted = torch.stack([s < 0.1, s > -0.1], -1)
+    return _build(p, fps, "salsa", direction, body, planted=planted)
 
 
 # ---- two-person interactions -------------------------------------------------------------------------------
+
+
+def _plateau(w: torch.Tensor, top: float = 0.9) -> torch.Tensor:
+    """Contact weights from an envelope in [0, 1]: exactly 1 wherever ``w >= top`` (the hold), eased below."""
+    return _smooth_step(w.double() / top)
 
 
 def _partner_frame(d: float, side: float, direction: float):
@@ -413,11 +444,9 @@ def _pair_from_poses(pa: _Pose, pb: _Pose, fps: float, name: str, d: float, dire
     out = []
     for p, side, k in ((pa, -1.0, 0), (pb, 1.0, 1)):
         heading, offset = _partner_frame(d, side, direction)
-        m = _finish(p, fps, f"{name}/{k}", heading=heading, body=body, forward=forward)
-        m = m.copy(transl=m.transl + offset.float())
-        if planted:
-            m = ground(_plant(m, _both(p.F), body), body)
-        out.append(m)
+        m = _finish(p, fps, f"{name}/{k}", heading=heading, body=body, forward=forward,
+                    contacts=_both(p.F) if planted else None)
+        out.append(m.copy(transl=m.transl + offset.float()))
     return out
 
 
@@ -430,8 +459,8 @@ def _world_joints(p: _Pose, d: float, side: float, direction: float, body) -> to
 
 
 def _ground_shift(p: _Pose, body) -> torch.Tensor:
-    """``(F,)`` the height :func:`_finish` adds to ground this pose."""
-    m = _finish(p, 1.0, "probe", body=body)
+    """``(F,)`` the height the library's finishing adds to ground this pose (arms do not change it)."""
+    m = _finish(p, 1.0, "probe", body=body, contacts=_both(p.F))
     return (m.transl[:, 1]).double()
 
 
@@ -459,11 +488,11 @@ def hug(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
         back = heading_matrix(heading).double()[:, 2]  # the partner's back is along my facing
         height = -0.03 if side < 0 else 0.06  # one holds lower, around the waist, the other higher
         centre = Jo[:, SPINE3] + back * 0.16 + torch.tensor([0.0, height, 0.0], dtype=torch.float64)
-        across = heading_matrix(heading + 90.0).double()[:, 2] * 0.012
+        across = heading_matrix(heading + 90.0).double()[:, 2] * 0.008  # palms clasped, 1.6 cm apart
         tr = offset.expand(F, 3).clone()
         tr[:, 1] += lift
-        reach(p, {L_HAND: centre + across, R_HAND: centre - across}, (w > 0.98).double(), transl=tr,
-              heading=heading, body=body, steps=200)
+        reach(p, {L_HAND: centre + across, R_HAND: centre - across}, _plateau(w), transl=tr, heading=heading,
+              body=body)
     return _pair_from_poses(pa, pb, fps, "hug", d, direction, body)
 
 
@@ -471,41 +500,44 @@ def high_five(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Two people giving each other a high five: right hands raised overhead slap together, then drop."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
-    w = torch.exp(-(((t * speed) % 1.5 - 0.75) / 0.25) ** 2)
+    u = torch.remainder(t * speed, 1.5)
+    w = _smooth_step((u - 0.25) / 0.35) * _smooth_step((1.3 - u) / 0.35)  # raise, slap, lower
     d = 0.9
     raised = {R_SHOULDER: (-1.0, 0.6, -0.6), R_ELBOW: (0, 0.6, 0)}
-    pa = keyframed(t, [(0.0, {}), (0.5, raised), (1.0, raised), (1.5, {})], speed, loop=1.5)
-    pb = keyframed(t, [(0.0, {}), (0.5, raised), (1.0, raised), (1.5, {})], speed, loop=1.5)
-    # the palms meet above the midpoint between them, at head height
-    mid = heading_matrix(direction).double() @ torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
-    for p, side in ((pa, -1.0), (pb, 1.0)):
+    poses = []
+    for side in (-1.0, 1.0):
+        p = keyframed(t, [(0.0, {})])
+        rest = p.euler[:, [R_SHOULDER, R_ELBOW]].clone()
+        key = torch.tensor([raised[R_SHOULDER], raised[R_ELBOW]], dtype=torch.float64)
+        p.euler[:, [R_SHOULDER, R_ELBOW]] = rest + (key - rest) * w[:, None, None].double()
         heading, offset = _partner_frame(d, side, direction)
         tr = offset.expand(F, 3).clone()
         tr[:, 1] += _ground_shift(p, body)
+        # the palms meet above the pair's midpoint at about 1.75 m, each hand on its own side of the plane
+        # between them (1.2 cm: half a palm's thickness), offset toward each one's right
         right = heading_matrix(heading - 90.0).double()[:, 2]
-        target = mid + torch.tensor([0.0, 1.75, 0.0], dtype=torch.float64) + right * 0.15 + \
-            heading_matrix(heading).double()[:, 2] * (-0.012)
-        target = target.expand(F, 3)
-        reach(p, {R_HAND: target}, (w > 0.9).double(), transl=tr, heading=heading, body=body, steps=200)
-    return _pair_from_poses(pa, pb, fps, "high_five", d, direction, body)
+        facing = heading_matrix(heading).double()[:, 2]
+        target = torch.tensor([0.0, 1.75, 0.0], dtype=torch.float64) + right * 0.15 - facing * 0.012
+        reach(p, {R_HAND: target.expand(F, 3)}, _plateau(w), transl=tr, heading=heading, body=body)
+        poses.append(p)
+    return _pair_from_poses(poses[0], poses[1], fps, "high_five", d, direction, body)
 
 
 def push_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
-    """One person shoves another with both hands on the chest; the pushed one stumbles back a step."""
+    """One person shoves another with both hands on the chest; the pushed one is rocked back."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
-    w = _smooth_step((t * speed - 0.3) / 0.4) * _smooth_step((1.4 - t * speed) / 0.3)
-    back = 0.35 * _smooth_step((t * speed - 0.7) / 0.6)
+    u = t * speed
+    w = _smooth_step((u - 0.3) / 0.4) * _smooth_step((1.5 - u) / 0.3)
     d = 0.62
-    pa = keyframed(t, [(0.0, {}), (0.7, {L_SHOULDER: (0, -1.3, -0.2), R_SHOULDER: (0, 1.3, 0.2),
-                                         SPINE1: (0.15, 0, 0)}), (1.4, {})], speed)
-    pb = keyframed(t, [(0.0, {}), (0.9, {SPINE1: (-0.15, 0, 0), L_SHOULDER: (0, 0, -0.8), R_SHOULDER: (0, 0, 0.8)}),
+    pa = keyframed(t, [(0.0, {}), (0.7, {SPINE1: (0.15, 0, 0)}), (1.5, {})], speed)
+    pb = keyframed(t, [(0.0, {}), (0.9, {SPINE1: (-0.2, 0, 0), SPINE2: (-0.1, 0, 0), L_SHOULDER: (0, 0, -0.8),
+                                         R_SHOULDER: (0, 0, 0.8), L_KNEE: (0.25, 0, 0), R_KNEE: (0.25, 0, 0)}),
                        (1.8, {})], speed)
-    mb = _finish(pb, fps, "push_pair/1", body=body)
     heading_b, off_b = _partner_frame(d, 1.0, direction)
-    b = mb.transformed(heading_matrix(heading_b))
-    away = heading_matrix(direction).double()[:, 0]
-    b = b.copy(transl=b.transl + off_b.float() + (back[:, None] * away).float())
+    b = _finish(pb, fps, "push_pair/1", heading=heading_b, body=body, forward=None,
+                contacts=_both(F))
+    b = b.copy(transl=b.transl + off_b.float())
     with torch.no_grad():
         Jb = body(betas=b.betas[None], global_orient=b.global_orient, body_pose=b.body_pose, transl=b.transl).joints
     heading_a, off_a = _partner_frame(d, -1.0, direction)
@@ -513,18 +545,15 @@ def push_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     tr[:, 1] += _ground_shift(pa, body)
     across = heading_matrix(heading_a + 90.0).double()[:, 2]
     facing = heading_matrix(heading_a).double()[:, 2]
-    chest = Jb[:, SPINE3].double() - facing * 0.13
-    reach(pa, {L_HAND: chest + across * 0.12, R_HAND: chest - across * 0.12}, (w > 0.9).double(), transl=tr,
-          heading=heading_a, body=body, steps=200)
-    a = _finish(pa, fps, "push_pair/0", heading=heading_a, body=body)
-    a = a.copy(transl=a.transl + off_a.float())
-    return [a, b]
+    chest = Jb[:, SPINE3].double() - facing * 0.13  # the front of the partner's chest
+    reach(pa, {L_HAND: chest + across * 0.12, R_HAND: chest - across * 0.12}, _plateau(w), transl=tr,
+          heading=heading_a, body=body)
+    a = _finish(pa, fps, "push_pair/0", heading=heading_a, body=body, contacts=_both(F))
+    return [a.copy(transl=a.transl + off_a.float()), b]
 
 
 def fight(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Two people fighting (brawling, martial arts): punches and kicks traded in turn, guards up."""
-    from .motion_library import _guard
-
     F, t = _time(seconds, fps)
     out = []
     for k, phase in ((0, 0.0), (1, 0.5)):
@@ -545,12 +574,11 @@ def carry_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     while the carrier walks slowly forward holding the rider's legs."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
-    from .motion_library import _gait
-
-    pa, _ = _gait(t, speed, cadence=0.7, hip_amp=0.25, knee_amp=0.6, arm_amp=0.0, elbow=0.0, lean=0.25)
+    pa, contacts, _ = _gait(t, speed, replace(_WALK, cadence=0.7, hip_amp=15.0, arm_amp=0.0, elbow=0.0, lean=0.25))
     pa.euler[:, [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW]] = 0.0
+    pa.euler[:, [SPINE1, SPINE3], 1] = 0.0
     pa.set(L_SHOULDER, y=0.3, z=-1.0).set(R_SHOULDER, y=-0.3, z=1.0).set(L_ELBOW, y=-1.2).set(R_ELBOW, y=1.2)
-    a = _finish(pa, fps, "carry_pair/0", forward=0.7 * speed * t, heading=direction, body=body)
+    a = _build(pa, fps, "carry_pair/0", direction, body, planted=contacts, travel=True)
     rider = keyframed(t, [(0.0, {L_HIP: (-1.3, 0, 0.35), R_HIP: (-1.3, 0, -0.35), L_KNEE: (1.4, 0, 0),
                                  R_KNEE: (1.4, 0, 0), L_SHOULDER: (0, -1.1, -0.4), R_SHOULDER: (0, 1.1, 0.4),
                                  L_ELBOW: (0, -1.5, 0), R_ELBOW: (0, 1.5, 0), SPINE1: (0.2, 0, 0)})])
@@ -568,7 +596,7 @@ def carry_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
 
 def lead_follow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     """Two partners dancing in a closed hold (tango, waltz, ballroom, swing): one leads and the other follows,
-    joined hands held out to the side, stepping side to side together and turning slowly as a couple."""
+    joined hands held out to the side, stepping side to side together as a couple."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
     beat = 2 * math.pi * 0.5 * speed * t
@@ -576,28 +604,19 @@ def lead_follow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     hold_a = {L_SHOULDER: (0, 0.2, -0.25), L_ELBOW: (0, -1.3, 0), R_SHOULDER: (0, 1.0, 0.5), R_ELBOW: (0, 1.5, 0)}
     hold_b = {R_SHOULDER: (0, -0.2, 0.25), R_ELBOW: (0, 1.3, 0), L_SHOULDER: (0, -1.0, -0.5), L_ELBOW: (0, -1.5, 0)}
     pa, pb = keyframed(t, [(0.0, hold_a)]), keyframed(t, [(0.0, hold_b)])
-    for p, sgn in ((pa, 1.0), (pb, -1.0)):
-        s = torch.sin(beat)
-        p.set(L_HIP, z=0.12 * s.clamp(min=0) * sgn).set(R_HIP, z=-0.12 * (-s).clamp(min=0) * sgn)
-        p.set(L_KNEE, x=0.25 * (1 - torch.cos(2 * beat)) / 2).set(R_KNEE, x=0.25 * (1 - torch.cos(2 * beat)) / 2)
-    # the lead's left hand joins the follower's right; the lead's right hand rests on the follower's back
-    for p, side, hand, other_p, oside, ohand in ((pa, -1.0, L_HAND, pb, 1.0, R_HAND),):
+    bend = 0.25 * (1 - torch.cos(2 * beat)) / 2
+    for p in (pa, pb):
+        p.set(L_KNEE, x=bend).set(R_KNEE, x=bend).set(L_HIP, x=-0.5 * bend).set(R_HIP, x=-0.5 * bend)
+    # the lead's left hand and the follower's right meet out to the lead's left, at shoulder height
+    left_of_lead = heading_matrix(direction).double()[:, 2]
+    joined = torch.tensor([0.0, 1.3, 0.0], dtype=torch.float64) + left_of_lead * 0.42
+    facing_a = heading_matrix(_partner_frame(d, -1.0, direction)[0]).double()[:, 2]
+    for p, side, hand, gap in ((pa, -1.0, L_HAND, -0.012), (pb, 1.0, R_HAND, 0.012)):
         heading, offset = _partner_frame(d, side, direction)
         tr = offset.expand(F, 3).clone()
         tr[:, 1] += _ground_shift(p, body)
-        left = heading_matrix(heading + 90.0).double()[:, 2]
-        joined = offset + (heading_matrix(direction).double() @ torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64))
-        joined = joined * 0 + torch.tensor([0.0, 1.25, 0.0], dtype=torch.float64) + left * 0.45
-        reach(p, {hand: joined.expand(F, 3)}, None, transl=tr, heading=heading, body=body)
-        ho, oo = _partner_frame(d, oside, direction)
-        tro = oo.expand(F, 3).clone()
-        tro[:, 1] += _ground_shift(other_p, body)
-        reach(other_p, {ohand: joined.expand(F, 3) + heading_matrix(ho).double()[:, 2] * 0.0 + left * 0.0},
-              None, transl=tro, heading=ho, body=body)
-    pair = _pair_from_poses(pa, pb, fps, "lead_follow", d, direction, body, planted=False)
-    # the couple sways side to side together
-    sway = (0.12 * torch.sin(beat))[:, None] * heading_matrix(direction)[:, 2][None].double()
-    return [m.copy(transl=m.transl + sway.float()) for m in pair]
+        reach(p, {hand: (joined + facing_a * gap).expand(F, 3)}, None, transl=tr, heading=heading, body=body)
+    return _pair_from_poses(pa, pb, fps, "lead_follow", d, direction, body)
 
 
 # ---- descriptions: what text-to-motion matches actions against ----------------------------------------------

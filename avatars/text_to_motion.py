@@ -38,7 +38,8 @@ from render.errors import AmgError
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 from . import motion_library
-from .motion import Motion, _default_body, _pelvis
+from .body import default_body as _default_body
+from .motion import Motion, _pelvis
 from .motion_library import TextToMotion, heading_matrix
 from .prompt_grammar import LIGHT_VERBS, Action, decompose, lemma, read_action, tokenize
 
@@ -355,9 +356,8 @@ class LibraryTextToMotion(TextToMotion):
         if name in motion_library.interactions() and n != 2:
             name = motion_library.solo_of(name)
         if name in motion_library.interactions():
-            made = motion_library.make(name, seconds=seconds, fps=fps, speed=c.speed, direction=c.direction,
-                                       body=self.body)
-            return list(made)
+            return motion_library.make_people(name, seconds=seconds, fps=fps, speed=c.speed,
+                                              direction=c.direction, body=self.body)
         out = []
         for i in range(n):
             m = motion_library.make(name, seconds=seconds, fps=fps, speed=c.speed * (1.0 + 0.05 * i),

@@ -19,16 +19,11 @@ from .video import DEFAULT_FOV_DEG, default_camera
 
 __all__ = ["ExtractionResult", "extract_people", "default_body"]
 
-_BODY_CACHE: dict = {}
-
-
 def default_body():
-    """The embedded default body (loaded once per process)."""
-    if "default" not in _BODY_CACHE:
-        from avatars.body import BodyModel
+    """The embedded default body (loaded once per process; the one cache is :func:`avatars.body.default_body`)."""
+    from avatars.body import default_body as shared
 
-        _BODY_CACHE["default"] = BodyModel.load("default")
-    return _BODY_CACHE["default"]
+    return shared()
 
 
 @dataclass

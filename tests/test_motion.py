@@ -264,8 +264,7 @@ def default_body():
 def library():
     out = {}
     for name in ml.names():
-        made = ml.make(name, seconds=LIB_SECONDS, fps=LIB_FPS)
-        out[name] = made if isinstance(made, list) else [made]
+        out[name] = ml.make_people(name, seconds=LIB_SECONDS, fps=LIB_FPS)
     return out
 
 
