@@ -62,72 +62,61 @@ def joint_positions(euler: torch.Tensor, transl: torch.Tensor, body=None, headin
     return _fk(euler, transl, body, heading)[1]
 
 
-_ARMS = {L_HAND: (L_SHOULDER, L_ELBOW, L_WRIST), R_HAND: (R_SHOULDER, R_ELBOW, R_WRIST),
-         L_WRIST: (L_SHOULDER, L_ELBOW), R_WRIST: (R_SHOULDER, R_ELBOW)}
+_ARMS = {L_HAND: (L_SHOULDER, L_ELBOW, L_WRIST), R_HAND: (R_SHOULDER, R_ELBOW, R_WRIST)}
+
+
+def _wrap(x: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
 
 
 def reach(pose: _Pose, targets: dict[int, torch.Tensor], weights: torch.Tensor | None = None,
-          transl: torch.Tensor | None = None, heading: float = 0.0, body=None, steps: int = 80,
-          stay: float = 0.002) -> float:
+          transl: torch.Tensor | None = None, heading: float = 0.0, body=None, min_bend: float = 0.15) -> float:
     """Bend the arms of ``pose`` (in place) so hand joints meet world targets.
 
+    Each arm is solved as a two-bone chain (:func:`avatars.contact.two_bone_ik`: the elbow bends about the
+    upper arm's Y axis, the forearm's fold, then the arm swings at the shoulder); the wrist keeps its
+    angle to the forearm. A target out of reach leaves the arm pointing at it.
+
     Args:
-        pose: the keyframed pose; the shoulder, elbow and (for a hand target) wrist angles change.
-        targets: hand joint (22, 23; or wrists 20, 21) -> ``(F, 3)`` world target in metres.
-        weights: ``(F,)`` in [0, 1]: 1 where the hand is on its target, 0 where it is free; in between
-            the solved correction is eased in (reach and release).
+        pose: the keyframed pose; its shoulder and elbow angles change.
+        targets: hand joint (22 left, 23 right) -> ``(F, 3)`` or ``(3,)`` world target, metres.
+        weights: ``(F,)`` in [0, 1]: 1 where the hand is on its target, 0 where it is free; in between the
+            correction is eased in (reach and release).
         transl: ``(F, 3)`` root translation the targets assume (zeros by default).
         heading: degrees about +Y the motion is finished with.
-        stay: weight of staying near the keyframed angles (per radian squared).
+        min_bend: radians of elbow flexion kept at full reach.
     Returns:
         The largest distance in metres from a hand to its target over the frames of weight 1.
-    Only the arm chains change, so the collar frames are computed once and the solve runs on three joints.
     """
+    from render.rotations import matrix_to_euler
+
+    from .contact import two_bone_ik
+
     F = pose.F
     transl = torch.zeros(F, 3, dtype=torch.float64) if transl is None else transl.double()
     w = torch.ones(F, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     body = body if body is not None else _default_body()
-    J = body.rest()[1][0].double()
-    with torch.no_grad():
-        rots, pos = _fk(pose.euler, transl, body, heading)
-    active = w > 0
-    chains = {h: _ARMS[h] for h in targets}
-    joints = sorted({j for c in chains.values() for j in c})
-    base = pose.euler[:, joints].clone()
-    delta = torch.zeros(F, len(joints), 3, dtype=torch.float64, requires_grad=True)
     tg = {h: torch.as_tensor(t, dtype=torch.float64).expand(F, 3) for h, t in targets.items()}
-
-    def hand_positions(d):
-        local = euler_to_matrix(base + d, "XYZ")  # (F, k, 3, 3)
-        out = {}
-        for h, chain in chains.items():
-            parent = SMPL_PARENTS[chain[0]]
-            R, p = rots[:, parent], pos[:, parent]
-            for a, j in enumerate(chain):
-                p = p + torch.einsum("fij,j->fi", R, J[j] - J[SMPL_PARENTS[j]])
-                R = R @ local[:, joints.index(j)]
-            out[h] = p + torch.einsum("fij,j->fi", R, J[h] - J[chain[-1]])
-        return out
-
-    # Adam written out: torch.optim's first use imports the compiler stack (seconds) for a 3-joint solve
-    m1, m2 = torch.zeros_like(delta), torch.zeros_like(delta)
-    for k in range(1, steps + 1):
-        P = hand_positions(delta)
-        loss = sum(((P[h] - tg[h]).pow(2).sum(-1) * active).sum() for h in tg) + stay * (delta ** 2).sum()
-        (g,) = torch.autograd.grad(loss, delta)
-        m1 = 0.9 * m1 + 0.1 * g
-        m2 = 0.999 * m2 + 0.001 * g * g
-        lr = 0.05 if k <= steps // 2 else 0.01
-        with torch.no_grad():
-            delta -= lr * (m1 / (1 - 0.9 ** k)) / ((m2 / (1 - 0.999 ** k)).sqrt() + 1e-8)
-    with torch.no_grad():
-        eased = delta.detach() * w[:, None, None]
-        pose.euler[:, joints] = base + eased
-        P = hand_positions(eased)
-        full = w >= 1.0 - 1e-9
-        if not full.any():
-            return 0.0
-        return max(float((P[h] - tg[h]).norm(dim=-1)[full].max()) for h in tg)
+    base = pose.euler.clone()
+    solved = pose.euler.clone()
+    rots, pos = _fk(solved, transl, body, heading)
+    for h, (sh, el, _wr) in ((h, _ARMS[h]) for h in tg):
+        # the forearm and the hand move as one rigid link about the elbow, so the chain is
+        # shoulder -> elbow -> hand and one solve is exact (within reach)
+        knee_rot, hip_rot = two_bone_ik(pos[:, sh], pos[:, el], pos[:, h], tg[h], rots[:, sh, :, 1],
+                                        min_bend=min_bend)
+        G_sh = hip_rot @ rots[:, sh]
+        G_el = hip_rot @ knee_rot @ rots[:, el]
+        parent = rots[:, SMPL_PARENTS[sh]]
+        solved[:, sh] = matrix_to_euler(parent.transpose(-1, -2) @ G_sh, "XYZ")
+        solved[:, el] = matrix_to_euler(G_sh.transpose(-1, -2) @ G_el, "XYZ")
+    joints = sorted({j for h in tg for j in _ARMS[h][:2]})
+    pose.euler[:, joints] = base[:, joints] + _wrap(solved[:, joints] - base[:, joints]) * w[:, None, None]
+    pos = _fk(pose.euler, transl, body, heading)[1]
+    full = w >= 1.0 - 1e-9
+    if not full.any():
+        return 0.0
+    return max(float((pos[:, h] - tg[h]).norm(dim=-1)[full].max()) for h in tg)
 
 
 # ---- keyframes -------------------------------------------------------------------------------------------
@@ -233,12 +222,9 @@ def bow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
             R_ANKLE: (0.1, 0, 0)}
     keys = [(0.0, {}), (0.8, down), (1.5, down), (2.3, {})]
     p = keyframed(t, keys, speed)
-    # the bend is at the hips: the pelvis pitches forward (positive X) and the hips turn the thighs back by
-    # the same angle (positive X), so the legs stay upright under the body
-    bend = -p.euler[:, L_HIP, 0].clone()
-    p.euler[:, 0, 0] += bend
-    p.euler[:, L_HIP, 0] += 2 * bend
-    p.euler[:, R_HIP, 0] += 2 * bend
+    # the bend is at the hips: the pelvis pitches forward (positive X) by the hips' flexion, so the thighs,
+    # flexed by as much relative to the pelvis, stay upright under the body
+    p.euler[:, 0, 0] -= p.euler[:, L_HIP, 0]
     return _build(p, fps, "bow", direction, body, planted=_both(F))
 
 
@@ -366,7 +352,7 @@ def crawl(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     p.set(0, x=math.pi / 2 - 0.05)  # torso horizontal
     p.set(L_HIP, x=-1.45 - 0.25 * s).set(R_HIP, x=-1.45 + 0.25 * s)
     p.set(L_KNEE, x=1.55).set(R_KNEE, x=1.55)
-    p.set(L_SHOULDER, x=0.0, y=-1.45 + 0.25 * s, z=-0.05).set(R_SHOULDER, y=1.45 + 0.25 * s, z=0.05)
+    p.set(L_SHOULDER, x=0.0, y=-1.3 + 0.2 * s, z=-0.05).set(R_SHOULDER, y=1.3 + 0.2 * s, z=0.05)
     p.set(NECK, x=-0.6).set(HEAD, x=-0.3)
     p.set(L_ANKLE, x=0.4).set(R_ANKLE, x=0.4)
     return _finish(p, fps, "crawl", forward=0.35 * speed * t, heading=direction, body=body)
@@ -514,10 +500,9 @@ def high_five(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
         tr = offset.expand(F, 3).clone()
         tr[:, 1] += _ground_shift(p, body)
         # the palms meet above the pair's midpoint at about 1.75 m, each hand on its own side of the plane
-        # between them (1.2 cm: half a palm's thickness), offset toward each one's right
-        right = heading_matrix(heading - 90.0).double()[:, 2]
+        # between them (1.2 cm: half a palm's thickness)
         facing = heading_matrix(heading).double()[:, 2]
-        target = torch.tensor([0.0, 1.75, 0.0], dtype=torch.float64) + right * 0.15 - facing * 0.012
+        target = torch.tensor([0.0, 1.75, 0.0], dtype=torch.float64) - facing * 0.012
         reach(p, {R_HAND: target.expand(F, 3)}, _plateau(w), transl=tr, heading=heading, body=body)
         poses.append(p)
     return _pair_from_poses(poses[0], poses[1], fps, "high_five", d, direction, body)
@@ -608,8 +593,8 @@ def lead_follow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     for p in (pa, pb):
         p.set(L_KNEE, x=bend).set(R_KNEE, x=bend).set(L_HIP, x=-0.5 * bend).set(R_HIP, x=-0.5 * bend)
     # the lead's left hand and the follower's right meet out to the lead's left, at shoulder height
-    left_of_lead = heading_matrix(direction).double()[:, 2]
-    joined = torch.tensor([0.0, 1.3, 0.0], dtype=torch.float64) + left_of_lead * 0.42
+    left_of_lead = -heading_matrix(direction).double()[:, 2]  # the lead faces the follower along +X
+    joined = torch.tensor([0.0, 1.25, 0.0], dtype=torch.float64) + left_of_lead * 0.35
     facing_a = heading_matrix(_partner_frame(d, -1.0, direction)[0]).double()[:, 2]
     for p, side, hand, gap in ((pa, -1.0, L_HAND, -0.012), (pb, 1.0, R_HAND, 0.012)):
         heading, offset = _partner_frame(d, side, direction)
