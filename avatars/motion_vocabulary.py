@@ -27,7 +27,7 @@ from .body import SMPL_PARENTS
 from .body import default_body as _default_body
 from .motion import Motion
 from .motion_library import (_WALK, _facing_pair, _finish, _gait, _guard, _Pose, _smooth_step, _time, heading_matrix,
-                             make_people, register)
+                             register)
 
 __all__ = ["reach", "joint_positions", "keyframed", "DESCRIPTIONS"]
 

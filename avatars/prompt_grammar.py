@@ -88,7 +88,8 @@ cowgirl pirate ninja monk samurai referee coach fighter martial-artist karateka 
 waitress bartender pedestrian commuter traveler traveller shopper customer couple pair duo twin trio
 quartet group crowd audience team family someone somebody everyone he she partner youngster adult senior elder
 retiree student stranger neighbor neighbour baby infant performer acrobat juggler magician dj rapper
-teammate opponent rival colleague classmate companion surfer skier cyclist swimmer golfer footballer goalkeeper striker sprinter marathoner yogi instructor
+teammate opponent rival colleague classmate companion surfer skier cyclist swimmer golfer footballer
+goalkeeper striker sprinter marathoner yogi instructor
 trainer bodybuilder lifter soldier guard king queen prince princess zombie superhero hero villain
 """.split()
 _PERSON_PLURAL_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child",
@@ -100,7 +101,8 @@ PERSON_NOUNS = frozenset(_PERSON_SINGULAR)
 # group nouns: how many people, and the member noun when no "of <noun>" follows
 _GROUPS = {"couple": (2, "person"), "pair": (2, "person"), "duo": (2, "person"), "twins": (2, "person"),
            "twin": (2, "person"), "trio": (3, "person"), "quartet": (4, "person"), "group": (3, "person"),
-           "crowd": (5, "person"), "audience": (5, "person"), "team": (4, "person"), "family": (3, "person"), "bunch": (3, "person")}
+           "crowd": (5, "person"), "audience": (5, "person"), "team": (4, "person"), "family": (3, "person"),
+           "bunch": (3, "person")}
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10, "both": 2, "several": 3, "few": 3, "dozen": 12}
 _MAX_PEOPLE = 12
@@ -353,8 +355,9 @@ def _verb_candidate(toks: list[Token], i: int) -> bool:
 
 
 def _is_finite(word: str) -> bool:
+    """A verb form that can head a clause alone (``walks``, ``sat``), not a participle (``holding``)."""
     w = word.lower()
-    return not w.endswith(("ing", "ed")) or w in _IRREGULAR and not w.endswith("ing")
+    return not w.endswith(("ing", "ed")) or (w in _IRREGULAR and not w.endswith("ing"))
 
 
 def _find_verb(toks: list[Token], start: int) -> int | None:
@@ -397,7 +400,7 @@ def _head(np_toks: list[Token]) -> int | None:
     """Index of the person head of a noun phrase: the last person noun before its first modifier."""
     head = None
     for k, t in enumerate(np_toks):
-        if t.low in _PREPOSITIONS or t.low in _MODIFIER_WORDS or t.low in ("who", "that", "of") and head is not None:
+        if t.low in _PREPOSITIONS or t.low in _MODIFIER_WORDS or (t.low in ("who", "that") and head is not None):
             if t.low == "of" and head is not None and np_toks[head].low in _GROUPS:
                 continue  # "a group of dancers": the members follow
             break
