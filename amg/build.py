@@ -521,7 +521,8 @@ class Scene:
     cameras: CameraPath
 
 
-def build_scene(cfg: DictConfig, appearances: Sequence[str] | None = None, text: str | None = None) -> Scene:
+def build_scene(cfg: DictConfig, appearances: Sequence[str] | None = None, text: str | None = None,
+                motions: Sequence[Motion] | None = None, body=None) -> Scene:
     """The scene of an app's config: body, motions, avatars and camera path, with every length agreeing.
 
     Args:
@@ -530,6 +531,9 @@ def build_scene(cfg: DictConfig, appearances: Sequence[str] | None = None, text:
         appearances: one text per person (``generate``: from the prompt); None: the ``avatar`` group's own
             ``appearance`` (``render``).
         text: the prompt's people and action, for ``motion=auto``.
+        motions: the motions, when the caller chose them (``generate``'s text-to-motion plan); None: the
+            ``motion`` group's.
+        body: the body model, when the caller built it already; None: the ``body`` group's.
 
     Single-person motions with several appearances are done side by side, ``spacing`` metres apart. The
     camera path decides the length when it differs from ``num_frames`` (a camera file). A camera inside a
@@ -543,8 +547,10 @@ def build_scene(cfg: DictConfig, appearances: Sequence[str] | None = None, text:
         given = [str(x) for x in a] if isinstance(a, (list, ListConfig)) else [] if a is None else [str(a)]
         if not given or not all(t.strip() for t in given):
             raise AmgError("avatar.appearance: expected a description of the person (or a list, or avatar.ply)")
-    body = build_body(cfg.body)
-    motions = build_motions(cfg.motion, F, fps, text=text, num_people=len(given) if text and given else None)
+    body = build_body(cfg.body) if body is None else body
+    if motions is None:
+        motions = build_motions(cfg.motion, F, fps, text=text, num_people=len(given) if text and given else None)
+    motions = list(motions)
     if len(motions) == 1 and given and len(given) > 1:  # one motion, several people: side by side
         motions = place_side_by_side(motions * len(given), spacing=float(cfg.spacing))
     avatars = build_avatars(body, cfg.avatar, pair_appearances(given, len(motions)) if given else None)

@@ -16,7 +16,6 @@ directory with ``prompt.json``, ``meta.json`` and a side-by-side preview.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -31,16 +30,14 @@ from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import (_instantiate, build_scene, check_frame_settings, check_in_view, config_dict, hydra_app,
-                    prepare_run_dir, torch_dtype)
-from .prompt import _PERSON_NOUNS, RuleBasedPromptParser
+from .build import (_instantiate, build_body, build_scene, check_frame_settings, check_in_view, config_dict,
+                    fit_length, hydra_app, prepare_run_dir, torch_dtype)
 
 log = logging.getLogger("amg.generate")
 
 NO_MODEL_HINT = ("no video model set: for photoreal output add model=modelscope model.path=<diffusers "
                  "text-to-video folder> model.adapter=<AMG adapter from amg.train>")
 
-_SOMEONE = ("someone", "somebody", "person", "people", "human", "humans", "he", "she", "they")
 
 
 def warn_long_prompt(text: str, tokens: int, limit: int, exact: bool) -> bool:
@@ -50,12 +47,6 @@ def warn_long_prompt(text: str, tokens: int, limit: int, exact: bool) -> bool:
     log.warning("prompt: %s%d tokens, the text encoder reads %d; the rest is cut off (%r...)",
                 "" if exact else "at least ", tokens, limit, text[:40])
     return True
-
-
-def names_a_person(prompt: str) -> bool:
-    """Whether the prompt names at least one person (a person noun such as man, woman, dancer, someone)."""
-    words = set(re.findall(r"[a-z]+", prompt.lower()))
-    return bool(words & (set(_PERSON_NOUNS) | set(_SOMEONE)))
 
 
 class VideoGenerator:
@@ -172,31 +163,37 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     prompt = str(cfg.prompt).strip()
     if not prompt:
         raise AmgError("prompt: expected a description of people, an action and a scene, got an empty string")
-    if not names_a_person(prompt):
-        raise AmgError(f"prompt={prompt!r}: names nobody; expected a person, e.g. 'a man in a red jacket walks "
-                       "on a beach' (amg renders people)")
-    check_frame_settings(cfg)
-    parsed = RuleBasedPromptParser().parse(prompt)
+    parsed = _instantiate(cfg.parser).parse(prompt)
     for note in parsed.notes:
         log.info("prompt: %s", note)
+    if not parsed.people:
+        raise AmgError(f"prompt {prompt!r}: names no person; expected someone doing something, e.g. "
+                       "'a man walks on a beach' (amg renders people)")
+    check_frame_settings(cfg)
     model = _instantiate(cfg.model, progress=bool(cfg.progress))
     if model is not None:
         warn_long_prompt(parsed.scene_prompt, *model.count_tokens(parsed.scene_prompt), exact=True)
     else:
         warn_long_prompt(parsed.scene_prompt, clip_token_count(parsed.scene_prompt), CLIP_MAX_TOKENS,
                          exact=False)
-    fps = float(cfg.fps)
-    scene = build_scene(cfg, appearances=parsed.people,
+    F, fps = int(cfg.num_frames), float(cfg.fps)
+    body = build_body(cfg.body)
+    plan, motions = None, None
+    if str(cfg.motion.get("name")) == "auto" and not cfg.motion.get("path"):
+        text_to_motion = _instantiate(cfg.text_to_motion, body=body)
+        plan = text_to_motion.plan(parsed.actions, len(parsed.people))
+        motions = [fit_length(m, F) for m in text_to_motion.build(plan, seconds=F / fps, fps=fps)]
+    scene = build_scene(cfg, appearances=parsed.people, motions=motions, body=body,
                         text=f"{' and '.join(parsed.people)} {parsed.action}".strip())
     people, cameras = scene.people, scene.cameras
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
     check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=fps, conditions=list(cfg.conditions))
-    write_json(out_dir / "prompt.json", {"prompt": prompt, "people": parsed.people, "action": parsed.action,
-                                         "scene": parsed.scene, "scene_prompt": parsed.scene_prompt,
+    chosen = plan.to_dict() if plan is not None else {"config": config_dict(cfg.motion)}
+    write_json(out_dir / "prompt.json", {**parsed.to_dict(), "motions": chosen,
                                          "appearances": [p.avatar.appearance.describe() for p in people],
-                                         "notes": parsed.notes})
+                                         "notes": parsed.notes + (plan.notes if plan is not None else [])})
     written["prompt.json"] = out_dir / "prompt.json"
     if model is not None:
         video = model(parsed.scene_prompt, res.rgb, seed=int(cfg.seed), progress=bool(cfg.progress),

@@ -99,7 +99,6 @@ class ClipStages:
 def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str,
                  estimator=None) -> ClipRecord:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
-    from avatars.gaussians import GaussianAvatar
     from reconstruction import ExtractionResult
     from reconstruction.extract import extract_clip
 

@@ -21,7 +21,6 @@ replace it.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ from .contact import make_skate_free
 from .motion import Motion
 
 __all__ = [
-    "names", "make", "make_people", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion", "JOINT_LIMITS",
-    "ground", "heading_matrix",
+    "names", "make", "make_people", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion",
+    "JOINT_LIMITS", "ground", "heading_matrix", "register", "describe", "interactions", "solo_of",
 ]
 
 # SMPL joint index -> (min, max) Euler XYZ angles in radians of its local rotation (anatomical ranges,
@@ -420,6 +419,40 @@ _LIBRARY: dict[str, Callable] = {
 _PAIRS = {"dance_pair", "box_pair", "handshake"}
 
 
+_DESCRIPTIONS: dict[str, str] = {}
+_SOLO: dict[str, str] = {}
+
+
+def register(name: str, fn: Callable | None, description: str, pair: bool = False, solo: str | None = None):
+    """Add a motion to the library (or, with ``fn=None``, describe an existing one).
+
+    ``description`` is the text actions are matched against; ``solo`` names the one-person motion an
+    interaction falls back to when fewer or more than two people do it.
+    """
+    if fn is not None:
+        _LIBRARY[name] = fn
+        if pair:
+            _PAIRS.add(name)
+    _DESCRIPTIONS[name] = description
+    if solo is not None:
+        _SOLO[name] = solo
+
+
+def describe(name: str) -> str:
+    """The written description of a library motion (what text-to-motion matches actions against)."""
+    return _DESCRIPTIONS.get(name) or (_LIBRARY[name].__doc__ or name).strip()
+
+
+def interactions() -> list[str]:
+    """Names of the two-person motions."""
+    return [n for n in _LIBRARY if n in _PAIRS]
+
+
+def solo_of(name: str) -> str:
+    """The one-person motion an interaction falls back to for a single person (``hug`` -> ``idle``)."""
+    return _SOLO.get(name, "idle") if name in _PAIRS else name
+
+
 def names() -> list[str]:
     """Names :func:`make` accepts (one-person motions first, then interactions)."""
     return [n for n in _LIBRARY if n not in _PAIRS] + [n for n in _LIBRARY if n in _PAIRS]
@@ -476,102 +509,36 @@ class TextToMotion(ABC):
         """One :class:`Motion` per person, all ``round(seconds * fps)`` frames at ``fps``."""
 
 
-_VERBS = [  # (pattern, motion); first match wins, so multi-word phrases come first
-    (r"shak\w* hands|handshake|shake hands|greet\w*", "handshake"),
-    (r"turn\w* around|turns? round|spin\w*|turn\w*", "turn_around"),
-    (r"sit\w*|sat|seat\w*", "sit_down"),
-    (r"box\w*|punch\w*|spar\w*|fight\w*", "box"),
-    (r"fenc\w*|sword\w*|duel\w*", "fence"),
-    (r"danc\w*|grooving|boogie", "dance"),
-    (r"wav\w*|greet", "wave"),
-    (r"jump\w*|hop\w*|leap\w*|bounc\w*", "jump"),
-    (r"run\w*|ran|jog\w*|sprint\w*|rush\w*", "run"),
-    (r"walk\w*|stroll\w*|wander\w*|march\w*|pac(e|es|ing)|stepp?\w*", "walk"),
-    (r"stand\w*|stood|idl\w*|wait\w*|pos\w*|look\w*|talk\w*", "idle"),
-]
-_ADVERBS = {
-    "slowly": 0.6, "slow": 0.6, "leisurely": 0.6, "gently": 0.7, "calmly": 0.7, "lazily": 0.6,
-    "quickly": 1.5, "fast": 1.5, "rapidly": 1.6, "energetically": 1.3, "briskly": 1.3, "hurriedly": 1.5,
-    "vigorously": 1.3,
-}
-_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "a couple of": 2, "both": 2}
-_PERSON = r"(?:people|persons|men|women|kids|children|boys|girls|dancers|boxers|fencers|friends|players|" \
-          r"person|man|woman|kid|child|boy|girl|dancer|boxer|fencer|friend|player|someone|he|she|lady|guy)"
-_SINGLE = r"(?:a|an|one|the)\s+(?:\w+\s+){0,2}?" + r"(?:person|man|woman|kid|child|boy|girl|dancer|boxer|fencer|" \
-          r"friend|player|lady|guy)\b"
-_DIRECTIONS = [(r"towards? (?:the )?camera|to the viewer", 0.0), (r"away(?: from the camera)?", 180.0),
-               (r"to the left|leftwards?", -90.0), (r"to the right|rightwards?", 90.0)]
-
-
 def parse_text(text: str, num_people: int | None = None) -> dict:
     """What :func:`from_text` reads from a prompt: motion names, speed, heading and number of people.
 
     Returns ``{"motions": [names...], "speed": float, "direction": degrees, "num_people": int,
-    "unknown": bool}``; ``unknown`` is true when no verb matched (the motion falls back to idle).
+    "unknown": bool}``; ``unknown`` is true when no action matched (the motion falls back to idle). The
+    prompt is read by :mod:`avatars.prompt_grammar` and matched by :mod:`avatars.text_to_motion`.
     """
-    low = " " + text.lower() + " "
-    found = []
-    for pat, name in _VERBS:
-        for mm in re.finditer(r"\b(?:" + pat + r")\b", low):
-            found.append((mm.start(), name))
-    seen, motions = set(), []
-    for _, n in sorted(found):
-        if n not in seen:
-            seen.add(n)
-            motions.append(n)
-    speed = 1.0
-    for w, f in _ADVERBS.items():
-        if re.search(r"\b" + w + r"\b", low):
-            speed *= f
-    direction = 0.0
-    for pat, deg in _DIRECTIONS:
-        if re.search(r"\b(?:" + pat + r")\b", low):
-            direction = deg
-            break
-    if num_people is None:
-        num_people = 1
-        counted = False
-        for w, n in _NUMBERS.items():
-            if re.search(r"\b" + w + r"\s+(?:\w+\s+)?" + _PERSON + r"\b", low) or (w == "both" and " both " in low):
-                num_people, counted = max(num_people, n), True
-        mm = re.search(r"\b(\d+)\s+(?:\w+\s+)?" + _PERSON + r"\b", low)
-        if mm:
-            num_people, counted = int(mm.group(1)), True
-        if not counted:
-            singles = re.findall(_SINGLE, low)
-            if len(singles) >= 2 or re.search(r"\b(couple|pair|together|each other|one another)\b", low):
-                num_people = max(2, len(singles))
-    return {"motions": motions or ["idle"], "speed": speed, "direction": direction,
-            "num_people": max(1, int(num_people)), "unknown": not motions}
+    from .text_to_motion import LibraryTextToMotion
+
+    plan = LibraryTextToMotion().plan_text(text, num_people)
+    first = plan.choices[0]
+    return {"motions": [c.motion for c in plan.choices], "speed": first.speed, "direction": first.direction,
+            "num_people": plan.num_people, "unknown": not any(c.matched and c.action for c in plan.choices)}
 
 
 def from_text(text: str, seconds: float = 3.0, fps: float = 30.0, num_people: int | None = None,
               body=None) -> list[Motion]:
     """Pick, parameterise and place library motions from a prompt.
 
-    The first verb chooses the motion ("walks", "is boxing"), adverbs scale the tempo ("slowly" 0.6x,
-    "quickly" 1.5x), "towards the camera"/"to the left" set the heading, and the number of people comes
-    from phrases such as "two people" or "a woman and a man" (or ``num_people``). Two people who dance,
-    box or greet get the interaction (facing each other); otherwise several people do the motion side
-    by side, 1 m apart, with staggered tempo. An unknown verb gives idle with a warning.
+    Each action the prompt names ("walks", "is boxing", "walks then sits down") is matched to the motion
+    whose description means the same (:class:`avatars.text_to_motion.LibraryTextToMotion`); actions play
+    in sequence; speed words scale the tempo ("slowly" 0.6x, "quickly" 1.5x), "towards the camera"/"to
+    the left" set the heading, and the number of people comes from the prompt's noun phrases ("two
+    people", "a woman and a man", "a couple") or ``num_people``. Two people get an interaction when one
+    matches (facing each other); otherwise several people do the motion side by side, 1 m apart, with
+    staggered tempo. An action nothing matches gives idle with a warning.
     """
-    info = parse_text(text, num_people)
-    if info["unknown"]:
-        warnings.warn(f"from_text: no known action in {text!r}; using idle "
-                      f"(known: {', '.join(names())})", stacklevel=2)
-    name, speed, direction, n = info["motions"][0], info["speed"], info["direction"], info["num_people"]
-    pair = {"dance": "dance_pair", "box": "box_pair", "handshake": "handshake"}
-    if n == 2 and name in pair:
-        return make_people(pair[name], seconds=seconds, fps=fps, speed=speed, direction=direction, body=body)
-    if name == "handshake":  # a greeting without a partner
-        name = "wave"
-    out = []
-    for i in range(n):
-        m = make(name, seconds=seconds, fps=fps, speed=speed * (1.0 + 0.05 * i), direction=direction, body=body)
-        R = heading_matrix(direction)
-        offset = R @ torch.tensor([(i - (n - 1) / 2) * 1.0, 0.0, 0.0])
-        out.append(m.copy(transl=m.transl + offset, name=f"{name}/{i}" if n > 1 else name))
-    return out
+    from .text_to_motion import LibraryTextToMotion
+
+    return LibraryTextToMotion(body=body)(text, seconds=seconds, fps=fps, num_people=num_people)
 
 
 class RuleBasedTextToMotion(TextToMotion):
@@ -582,3 +549,7 @@ class RuleBasedTextToMotion(TextToMotion):
 
     def __call__(self, text, seconds=3.0, fps=30.0, num_people=None):
         return from_text(text, seconds=seconds, fps=fps, num_people=num_people, body=self.body)
+
+
+# the keyframed vocabulary and every motion's description register themselves here
+from . import motion_vocabulary  # noqa: E402,F401

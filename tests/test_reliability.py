@@ -311,7 +311,7 @@ def test_6_same_seed_same_bytes(tmp_path):
     (["width=7"], "width=7: expected an even number"),
     (["height=0"], "height=0: expected a positive integer"),
     (["num_frames=0"], "num_frames=0: expected a positive integer"),
-    (["prompt=a sunset over the sea"], "names nobody"),
+    (["prompt=a sunset over the sea"], "names no person"),
 ])
 def test_7_10_11_settings_and_prompt_checked_first(tmp_path, over, match):
     from amg.generate import run
