@@ -47,6 +47,7 @@ def snapshot(folder: Path) -> dict:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
+@pytest.mark.slow
 def test_prep_shards_with_submitit_then_merge_and_a_noop_rerun(videos, tmp_path):
     out = tmp_path / "prep"
     shards = [sys.executable, "-m", "amg.prep", "--multirun", f"video=[{videos[0]},{videos[1]}]", f"out_dir={out}",
