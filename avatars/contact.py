@@ -23,6 +23,7 @@ import torch
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 from .body import PART_NAMES, default_body
+from .lbs import batch_rigid_transform
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
@@ -39,6 +40,16 @@ def _pose(motion: Motion, body):
     with torch.no_grad():
         return body(betas=motion.betas[None], global_orient=motion.global_orient, body_pose=motion.body_pose,
                     transl=motion.transl)
+
+
+def _kinematics(motion: Motion, body) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints ``(F, 24, 3)`` and world rotations ``(F, 24, 3, 3)`` without skinning the surface (the
+    contact steps need only the skeleton, and long clips would pay for every vertex)."""
+    with torch.no_grad():
+        J = body.rest(motion.betas[None])[1].expand(len(motion), -1, -1)
+        R = axis_angle_to_matrix(motion.full_pose)
+        joints, world, _ = batch_rigid_transform(R, J, body.parents)
+    return joints + motion.transl[:, None], world[..., :3, :3]
 
 
 def _foot_vertex_mask(body) -> torch.Tensor:
@@ -136,7 +147,7 @@ def stance_root_motion(motion: Motion, body=None, tol: float = 0.03, contacts: t
     body = body if body is not None else default_body()
     flat = motion.transl.clone()
     flat[:, [0, 2]] = motion.transl[:1, [0, 2]]
-    J = _pose(motion.copy(transl=flat), body).joints
+    J = _kinematics(motion.copy(transl=flat), body)[0]
     h = flat_foot_heights(body, motion.betas)
     down = _points_down(J, h, tol)
     if contacts is not None:
@@ -226,8 +237,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     found down by height (two frames or more).
     """
     body = body if body is not None else default_body()
-    out = _pose(motion, body)
-    J, T = out.joints, out.transforms[..., :3, :3]
+    J, T = _kinematics(motion, body)
     F = len(motion)
     h = flat_foot_heights(body, motion.betas)
     down = _points_down(J, h, tol, min_frames=2)
