@@ -6,6 +6,7 @@ joints it maps onto SMPL.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -21,6 +22,8 @@ from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_ax
 
 from .body import SMPL_JOINT_NAMES, SMPL_PARENTS, default_body
 from .motion import Motion
+
+log = logging.getLogger(__name__)
 
 __all__ = ["load_bvh", "save_bvh", "bvh_info", "BvhInfo", "BVH_NAME_MAP", "RIGIFY_NAME_MAP", "map_joints",
            "bvh_channels", "bvh_forward", "detect_up", "tpose_error", "tpose_frames", "rest_rotations",
@@ -480,6 +483,12 @@ def load_bvh(path: str | os.PathLike, body=None, betas=None, rest_frame: int | s
         W = _world(up)
         ref_glob = np.tile(W, (len(bvh.names), 1, 1))
         ref_pos = _zero_pose(bvh) @ W.T
+        bent = float(tpose_error(ref_pos[None], mapping)[0])
+        if np.isfinite(bent) and bent > 45.0:
+            # limbs still follow the file; only the twist of each segment needs a true rest pose
+            log.warning("%s: no T-pose frame and the all-zero pose is %.0f degrees from one; segment twist "
+                        "may be off (give motion.rest_frame=N, a frame where the character stands in a "
+                        "T-pose)", path, bent)
     else:
         try:
             r = int(rest_frame)

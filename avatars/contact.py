@@ -23,6 +23,7 @@ import torch
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 from .body import PART_NAMES, default_body
+from .lbs import batch_rigid_transform
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
@@ -39,6 +40,16 @@ def _pose(motion: Motion, body):
     with torch.no_grad():
         return body(betas=motion.betas[None], global_orient=motion.global_orient, body_pose=motion.body_pose,
                     transl=motion.transl)
+
+
+def _kinematics(motion: Motion, body) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints ``(F, 24, 3)`` and world rotations ``(F, 24, 3, 3)`` without skinning the surface (the
+    contact steps need only the skeleton, and long clips would pay for every vertex)."""
+    with torch.no_grad():
+        J = body.rest(motion.betas[None])[1].expand(len(motion), -1, -1)
+        R = axis_angle_to_matrix(motion.full_pose)
+        joints, world, _ = batch_rigid_transform(R, J, body.parents)
+    return joints + motion.transl[:, None], world[..., :3, :3]
 
 
 def _foot_vertex_mask(body) -> torch.Tensor:
@@ -103,12 +114,14 @@ def foot_slide(joints: torch.Tensor, heights, tol: float = 0.03, min_frames: int
     return torch.where(torch.isinf(per_foot), torch.full_like(per_foot, float("nan")), per_foot)
 
 
-def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.Tensor | None = None) -> Motion:
+def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.Tensor | None = None,
+           lift_only: bool = False) -> Motion:
     """Shift ``transl.y`` so the lowest foot point is on ``y = 0``.
 
     ``per_frame=False`` (captured motion) moves the whole clip by one amount, from the lowest foot vertex
     over all frames; ``per_frame=True`` (authored motion) puts the lowest body vertex on the floor in
-    every frame, then adds ``airborne (F,)`` metres back (a jump's flight).
+    every frame, then adds ``airborne (F,)`` metres back (a jump's flight); with ``lift_only`` it only
+    raises frames that reach below the floor (a clip whose flight is already in it).
     """
     body = body if body is not None else default_body()
     feet = _foot_vertex_mask(body)
@@ -117,6 +130,8 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
         v = _pose(motion[s: s + 256], body).vertices
         lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
     low = torch.cat(lows)
+    if lift_only:
+        low = low.clamp(max=0.0)
     tr = motion.transl.clone()
     tr[:, 1] -= low if per_frame else low.min()
     if airborne is not None:
@@ -131,26 +146,33 @@ def stance_root_motion(motion: Motion, body=None, tol: float = 0.03, contacts: t
     Of the contact points down in both frames (heels, toes), the one closest to its flat-foot height
     carries the body; with none down (flight) the body keeps its last velocity. The first frame keeps
     its position; ``transl.y`` is untouched. ``contacts (F, 2)`` (left, right), when the author knows
-    them, restricts the carrying points to the feet on the ground.
+    them, names the feet on the ground instead of the height test.
     """
     body = body if body is not None else default_body()
     flat = motion.transl.clone()
     flat[:, [0, 2]] = motion.transl[:1, [0, 2]]
-    J = _pose(motion.copy(transl=flat), body).joints
+    J = _kinematics(motion.copy(transl=flat), body)[0]
     h = flat_foot_heights(body, motion.betas)
-    down = _points_down(J, h, tol)
-    if contacts is not None:
-        down = down & torch.as_tensor(contacts, dtype=torch.bool).repeat(1, 2)
+    if contacts is None:
+        down = _points_down(J, h, tol)
+    else:  # heel and toe of a foot the author put down are both candidates
+        down = torch.as_tensor(contacts, dtype=torch.bool).repeat(1, 2)
     p = J[:, list(_POINTS)][..., [0, 2]]  # (F, 4, 2) with the root held still
     excess = J[:, list(_POINTS), 1] - h
-    out = flat.clone()
-    step = torch.zeros(2)
+    steps = torch.zeros(len(motion), 2)
+    carried = torch.zeros(len(motion), dtype=torch.bool)
     for t in range(1, len(motion)):
         on = down[t] & down[t - 1]
         if bool(on.any()):
             k = int(torch.argmin(torch.where(on, excess[t], torch.full_like(excess[t], float("inf")))))
-            step = p[t - 1, k] - p[t, k]
-        out[t, [0, 2]] = out[t - 1, [0, 2]] + step
+            steps[t], carried[t] = p[t - 1, k] - p[t, k], True
+        else:
+            steps[t] = steps[t - 1]
+    if carried.any():  # before the first carrying foot, move as it then does
+        first = int(torch.nonzero(carried)[0])
+        steps[1:first] = steps[first]
+    out = flat.clone()
+    out[:, [0, 2]] = flat[:1, [0, 2]] + torch.cumsum(steps, 0)
     return motion.copy(transl=out)
 
 
@@ -226,8 +248,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     found down by height (two frames or more).
     """
     body = body if body is not None else default_body()
-    out = _pose(motion, body)
-    J, T = out.joints, out.transforms[..., :3, :3]
+    J, T = _kinematics(motion, body)
     F = len(motion)
     h = flat_foot_heights(body, motion.betas)
     down = _points_down(J, h, tol, min_frames=2)

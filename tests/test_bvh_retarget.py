@@ -343,3 +343,30 @@ EXPORT_NAMES = ["Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg
                 "RightFoot", "Spine2", "LeftToeBase", "RightToeBase", "Neck", "LeftShoulder", "RightShoulder", "Head",
                 "LeftArm", "RightArm", "LeftForeArm", "RightForeArm", "LeftHand", "RightHand", "LeftHandIndex1",
                 "RightHandIndex1"]
+
+
+def test_info_cli_lists_length_and_tpose_frames(tmp_path, capsys):
+    from avatars.bvh import main
+
+    m = truth_motion(F=6, tpose_first=True)
+    path = write_bvh(tmp_path / "c.bvh", m, CMU, unit=1 / 0.0254, world=TO_ZUP)
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 frames at 30 fps (0.20 s), Z-up; T-pose frames: 0-0 (0.00-0.00 s)" in out
+    assert "left_hip=LeftUpLeg" in out and "spine1=LowerBack" in out
+    assert main([str(tmp_path / "none.bvh")]) == 2
+
+
+def test_no_rest_pose_warns(tmp_path, caplog):
+    import logging
+
+    m = truth_motion(F=6, tpose_first=False)
+    path = write_bvh(tmp_path / "w.bvh", m, LAFAN, zero=_zero_pose("random"))
+    with caplog.at_level(logging.WARNING, logger="avatars.bvh"):
+        back = load_bvh(path)
+    assert any("rest_frame" in r.getMessage() for r in caplog.records)
+    assert len(back) == 6
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="avatars.bvh"):
+        load_bvh(write_bvh(tmp_path / "ok.bvh", m, LAFAN, zero=_zero_pose("apose")))
+    assert not caplog.records

@@ -41,7 +41,10 @@ def test_two_bone_ik_reaches_reachable_targets_with_the_least_knee_change():
     # slow reference: the smallest knee turn about n that gives the wanted hip-ankle distance, by grid search
     grid = torch.linspace(-math.pi, math.pi, 4001, dtype=torch.float64)
     for i in range(0, F, 8):
-        f = torch.stack([(u[i] + _rot(n[i], float(a)) @ v[i]).norm() for a in grid]) - d[i]
+        a = grid[:, None]  # Rodrigues' rotation of the shank for every grid angle at once
+        nv = torch.cross(n[i], v[i], dim=0)
+        rv = v[i] * torch.cos(a) + nv * torch.sin(a) + n[i] * (n[i] @ v[i]) * (1 - torch.cos(a))
+        f = (u[i] + rv).norm(dim=-1) - d[i]
         cross = torch.nonzero(f[:-1] * f[1:] <= 0)[:, 0]
         roots = grid[cross] - f[cross] * (grid[cross + 1] - grid[cross]) / (f[cross + 1] - f[cross])
         best = roots[roots.abs().argmin()]

@@ -350,6 +350,28 @@ def test_library_motion_is_plausible(name, library, default_body):
 
 
 @needs_default
+@pytest.mark.parametrize("name", ["walk", "run", "dance", "box", "fence", "turn_around", "dance_pair", "box_pair",
+                                  "handshake"])
+def test_library_feet_do_not_skate(name, library, default_body):
+    """Stance feet stay put (the benchmark's goal: 0.5 cm per frame at 30 fps, 15 cm/s) and gait knees
+    bend like real ones."""
+    from avatars.contact import flat_foot_heights, foot_slide, knee_angles
+
+    h = flat_foot_heights(default_body)
+    for m in library[name]:
+        J = default_body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose,
+                         transl=m.transl).joints
+        s = foot_slide(J, h, min_frames=2)
+        assert (~torch.isnan(s)).any(), f"{name}: never stands"
+        assert float(s[~torch.isnan(s)].mean()) * m.fps < 0.15, f"{name}: skates"
+        knees = knee_angles(J)
+        if name == "walk":
+            assert knees.min() < 10 and 55 < knees.max() < 75
+        if name == "run":
+            assert 95 < knees.max() < 125
+
+
+@needs_default
 def test_library_motions_do_what_they_say(library, default_body):
     body = default_body
 
