@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from finetune.metrics import ClipScorer, lk_tracks, motion_fidelity, objmc
 from render.errors import AmgError
+from render.image import resize_frames
 from render.io import atomic_path, read_json, write_meta
 from render.video import read_video
 
@@ -58,11 +59,7 @@ def evaluate_pair(generated: np.ndarray, reference: np.ndarray, prompt: str | No
         n = min(len(generated), len(reference))
         log.warning("frame counts differ (%d vs %d): using the first %d", len(generated), len(reference), n)
         generated, reference = generated[:n], reference[:n]
-    if generated.shape[1:3] != reference.shape[1:3]:
-        import cv2
-
-        h, w = generated.shape[1:3]
-        reference = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in reference])
+    reference = resize_frames(reference, *generated.shape[1:3])
     tracker = functools.partial(lk_tracks, grid_step=grid_step)
     row = {"motion_fidelity": motion_fidelity(reference, generated, tracker=tracker)}
     tg, vg = tracker(generated)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from avatars.scene import colorize_ids, render_scene, save_scene
 from reconstruction.caption import CLIP_MAX_TOKENS, clip_token_count
 from render.errors import AmgError
+from render.image import resize_frames
 from render.io import write_json, write_meta
 from render.video import write_video
 
@@ -213,11 +214,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 def _fit(frames: np.ndarray, hw) -> np.ndarray:
     """Resize ``(F,H,W,3)`` frames to ``hw`` so avatar and generated video sit side by side."""
-    if frames.shape[1:3] == tuple(hw):
-        return frames
-    import cv2
-
-    return np.stack([cv2.resize(f, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for f in frames])
+    return resize_frames(frames, hw[0], hw[1])
 
 
 @hydra_app("generate")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from render.errors import AmgError
+from render.image import video_array
 
 __all__ = ["lk_track_points", "ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
            "cammc", "cammc_tracks", "Tracker"]
@@ -34,10 +35,7 @@ Tracker = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _check_video(video, name: str) -> np.ndarray:
-    v = np.asarray(video)
-    if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != np.uint8:
-        raise AmgError(f"{name} {v.shape} {v.dtype}: expected uint8 (F, H, W, 3)")
-    return v
+    return video_array(video, name=name, uint8=False)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from render.errors import AmgError
+from render.image import to_uint8, video_array
 from render.io import read_json, write_json
 from render.video import read_video, write_video
 
@@ -129,8 +130,7 @@ class AMGPipeline:
         if isinstance(avatar_video, (str, os.PathLike)):
             avatar_video = read_video(avatar_video)[0]
         frames = np.asarray(avatar_video.cpu() if torch.is_tensor(avatar_video) else avatar_video)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise AmgError(f"avatar_video {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
+        frames = video_array(frames, name="avatar_video", uint8=False)
         video = to_model_range(frames, height, width)[None].to(self.device, self.dtype)
         return encode_video(self.model.vae, video)
 
@@ -220,7 +220,7 @@ class AMGPipeline:
         frames = (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
         if output_type == "float":
             return frames
-        return (frames * 255).round().astype(np.uint8)
+        return to_uint8(frames)
 
 
 def save(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) -> Path:

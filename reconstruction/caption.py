@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from render.errors import AmgError
+from render.image import video_array
 
 from .pose import LANDMARK_INDEX
 
@@ -57,9 +58,7 @@ def _check_video(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim == 3:
         frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or 0 in frames.shape:
-        raise AmgError(f"frames: expected (F,H,W,3) uint8 RGB, got {frames.dtype} {frames.shape}")
-    return frames
+    return video_array(frames, name="frames", uint8=False)
 
 
 def _check_keypoints(keypoints, F: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import torch
 
 from render.camera import Camera, CameraPath
 from render.errors import AmgError
+from render.image import video_array
 from render.io import write_meta, write_npz
 
 from .fit import BodyKeypoints, FitConfig, TrackFit, fit_track
@@ -170,10 +171,7 @@ def _check_inputs(frames, fps) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim == 3 and frames.shape[-1] == 3:
         frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
-        raise AmgError(f"frames: expected (F,H,W,3) uint8 RGB with F >= 1, got shape {frames.shape}")
-    if frames.dtype != np.uint8:
-        raise AmgError(f"frames: expected uint8 RGB, got {frames.dtype}")
+    frames = video_array(frames, name="frames", uint8=False)
     try:
         fps = float(fps)
     except (TypeError, ValueError):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from render.errors import AmgError
+from render.image import video_array
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
            "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance"]
@@ -332,9 +333,7 @@ class PoseEstimator:
     def video(self, frames: np.ndarray, progress: bool = False) -> list[list[Detection]]:
         """Detect people in each frame of ``(F,H,W,3)`` uint8 frames (with ``propagate``, also around the
         people found in neighbouring frames)."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4:
-            raise AmgError(f"frames: expected (F,H,W,3) uint8, got shape {frames.shape}")
+        frames = video_array(frames, name="frames", uint8=False)
         it = frames
         if progress:
             from tqdm import tqdm

@@ -16,6 +16,7 @@ import numpy as np
 
 from render.camera import OPENCV_TO_OPENGL, Camera
 from render.errors import AmgError
+from render.image import video_array
 
 __all__ = [
     "DEFAULT_FOV_DEG", "TARGET_FPS", "CLIP_LENGTH", "CLIP_SIZE", "Clip", "decode_video", "read_frames", "default_camera",
@@ -275,9 +276,4 @@ def prepare_clips(video: str | Path | np.ndarray, fps: float | None = None, came
 
 
 def _check_frames(frames, name: str) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1 or 0 in frames.shape:
-        raise AmgError(f"{name}: expected a video array (F,H,W,3) with F >= 1, got shape {frames.shape}")
-    if frames.dtype != np.uint8:
-        raise AmgError(f"{name}: expected uint8 frames, got {frames.dtype}")
-    return frames
+    return video_array(frames, name=name, uint8=False)

@@ -173,7 +173,8 @@ def _kernels():
                     fill[t] += 1
         return offsets, items
 
-    @nb.njit(cache=True, parallel=True, nogil=True)
+    # fastmath: about 15% here; every comparison that decides a contribution stays an exact IEEE one
+    @nb.njit(cache=True, parallel=True, nogil=True, fastmath={"contract", "arcp", "reassoc", "nsz"})
     def composite_tiles(params, feats, inst, box, offsets, items, tiles_x, width, height, num_inst,
                         rgb, depth, alpha, best):  # pragma: no cover - compiled
         n_tiles = offsets.shape[0] - 1

@@ -249,9 +249,9 @@ def test_reproject_round_trip_and_pinhole(rng):
     x, y = rng.uniform(0, W, 20), rng.uniform(0, H, 20)
     d, dd = rng.uniform(0.5, 2, 20), rng.uniform(-0.4, 1, 20)
     dx, dy = rng.uniform(-5, 5, 20), rng.uniform(-5, 5, 20)
-    x1, y1 = lv.reproject(x, y, d, dx, dy, dd, W, H)
+    x1, y1 = lv.reproject(x, y, d, dx, dy, dd, H, W)
     s = d / (d + dd)
-    x0, y0 = lv.reproject(x1, y1, d + dd, -dx * s, -dy * s, -dd, W, H)
+    x0, y0 = lv.reproject(x1, y1, d + dd, -dx * s, -dy * s, -dd, H, W)
     np.testing.assert_allclose(x0, x, atol=1e-9)
     np.testing.assert_allclose(y0, y, atol=1e-9)
     # any pinhole with the principal point at the image centre gives the same pixels
@@ -264,7 +264,7 @@ def test_reproject_round_trip_and_pinhole(rng):
     np.testing.assert_allclose(uv[:, 0].numpy(), x1, atol=1e-9)
     np.testing.assert_allclose(uv[:, 1].numpy(), y1, atol=1e-9)
     with pytest.raises(AmgError):
-        lv.reproject(1, 1, 1.0, 0, 0, -2.0, W, H)
+        lv.reproject(1, 1, 1.0, 0, 0, -2.0, H, W)
 
 
 def ref_splat(u, v, z, H, W, r_ndc, value, k=10):

@@ -333,7 +333,7 @@ def kmeans_points(masks, depth=None, moved: Iterable[int] = (), ratio: float = 1
 # ---------------------------------------------------------------------------------------------------
 # 3D move: back-project, offset, re-project, splat with a depth test
 # ---------------------------------------------------------------------------------------------------
-def reproject(x, y, depth, dx, dy, ddepth, width: int, height: int):
+def reproject(x, y, depth, dx, dy, ddepth, height: int, width: int):
     """Move pixels in 3D and project them again: ``(x', y')``.
 
     As ``Drag.run``: the pixel shifted by the user's 2D offset is back-projected with its own depth
@@ -341,6 +341,8 @@ def reproject(x, y, depth, dx, dy, ddepth, width: int, height: int):
     offset is added (``Z = d + ddepth``) and the point is projected again. The focal length cancels:
     ``x' = (x + dx - W/2) * d / (d + ddepth) + W/2`` (rows alike), so moving away shrinks the object
     towards the image centre. Works elementwise on numbers or arrays; ``d + ddepth`` must be > 0.
+    Image size as everywhere in ``render.conditions`` and ``render.image``: ``height, width`` (the array
+    shape's order).
     """
     x, y, d = (np.asarray(v, dtype=np.float64) for v in (x, y, depth))
     dx, dy, dd = (np.asarray(v, dtype=np.float64) for v in (dx, dy, ddepth))
