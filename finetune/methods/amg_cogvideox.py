@@ -90,15 +90,19 @@ class AmgCogVideoXMethod(Method):
     name = "amg_cogvideox"
     families = ("cogvideox",)
 
-    def __init__(self, rank: int = 4, max_sequence_length: int = 226):
+    def __init__(self, rank: int = 4, max_sequence_length: int = 226, gradient_checkpointing: bool = False):
         self.rank, self.max_sequence_length = rank, max_sequence_length
+        self.gradient_checkpointing = gradient_checkpointing
 
     def options(self) -> dict:
-        return {"rank": self.rank, "max_sequence_length": self.max_sequence_length}
+        return {"rank": self.rank, "max_sequence_length": self.max_sequence_length,
+                "gradient_checkpointing": self.gradient_checkpointing}
 
     def setup(self, folder, device, dtype, seed):
         self.backbone = b = self.load_backbone(folder)
         self.trained = prepare_cogvideox(b.transformer, rank=self.rank, seed=seed)
+        if self.gradient_checkpointing:  # recompute each block in backward (benchmarks/dit_memory.py)
+            self.trained.enable_gradient_checkpointing()
         b.to(device, dtype)
 
     def trainable_parameters(self):

@@ -87,15 +87,20 @@ class AmgWanMethod(Method):
     name = "amg_wan"
     families = ("wan",)
 
-    def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512):
+    def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512,
+                 gradient_checkpointing: bool = False):
         self.rank, self.shift, self.max_sequence_length = rank, shift, max_sequence_length
+        self.gradient_checkpointing = gradient_checkpointing
 
     def options(self) -> dict:
-        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length}
+        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length,
+                "gradient_checkpointing": self.gradient_checkpointing}
 
     def setup(self, folder, device, dtype, seed):
         self.backbone = b = self.load_backbone(folder)
         self.trained = prepare_wan(b.transformer, rank=self.rank, seed=seed)
+        if self.gradient_checkpointing:  # recompute each block in backward (benchmarks/dit_memory.py)
+            self.trained.enable_gradient_checkpointing()
         b.to(device, dtype)
 
     def trainable_parameters(self):
