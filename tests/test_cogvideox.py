@@ -141,3 +141,25 @@ def test_adapter_round_trip_and_v_loss(base, tmp_path):
 
     oracle = v_prediction_loss(TrueV(), pipe.scheduler, z0, za, torch.randn(2, 16, 32), torch.Generator().manual_seed(0))
     assert oracle.item() < 1e-8
+
+
+def test_shared_loop_trains_and_resumes_bit_for_bit(base, tmp_path):
+    from finetune.methods.amg_cogvideox import AmgCogVideoXMethod, load_cogvideox_adapter
+    from finetune.tiny import write_tiny_clips
+    from finetune.train import TrainConfig, train
+
+    manifest = write_tiny_clips(tmp_path / "clips", count=2, frames=9, side=16)
+
+    def cfg(steps):
+        return TrainConfig(steps=steps, lr=1e-2, num_frames=9, height=16, width=16, fps=8.0, checkpoint_every=3,
+                           progress=False, tensorboard=False, seed=0)
+
+    full = train(base, manifest, tmp_path / "full", cfg(6), method=AmgCogVideoXMethod(max_sequence_length=16))
+    part = train(base, manifest, tmp_path / "part", cfg(3), method=AmgCogVideoXMethod(max_sequence_length=16))
+    rest = train(base, manifest, tmp_path / "part", cfg(6), method=AmgCogVideoXMethod(max_sequence_length=16))
+    assert rest.start_step == 3 and all(np.isfinite(v) for v in full.losses.values())
+    for s in range(1, 7):
+        assert (part.losses[s] if s <= 3 else rest.losses[s]) == full.losses[s], s
+    b = load_cogvideox(base)
+    load_cogvideox_adapter(b.transformer, full.adapter, b.fingerprint)
+    assert b.transformer.patch_embed.proj.weight[:, 4:].abs().max() > 0

@@ -8,11 +8,14 @@ exactly the base model until training moves them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
 from ..adapters import widen_input
 
-__all__ = ["widen_submodule", "dit_fingerprint", "fingerprints_match"]
+__all__ = ["widen_submodule", "dit_fingerprint", "fingerprints_match", "EncodedClip", "EncodedClipDataset"]
 
 
 def widen_submodule(model: torch.nn.Module, name: str, extra_channels: int,
@@ -62,3 +65,44 @@ def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3)
         return False
     return bool(torch.allclose(torch.tensor(pa, dtype=torch.float64), torch.tensor(pb, dtype=torch.float64),
                                rtol=rtol, atol=atol))
+
+
+@dataclass
+class EncodedClip:
+    """An encoded training clip: ``video`` and ``avatar`` latents (the family's layout), caption embedding ``text`` ``(L, D)``."""
+
+    video: torch.Tensor
+    avatar: torch.Tensor
+    text: torch.Tensor
+
+
+class EncodedClipDataset(torch.utils.data.Dataset):
+    """A :class:`finetune.data.ClipDataset` through a family's VAE and text encoder (each clip once, kept in memory).
+
+    ``encode_video`` maps ``(1, 3, F, H, W)`` in [-1, 1] to latents with a batch axis; ``encode_text``
+    maps a list of one caption to ``(1, L, D)``. ``F`` must be ``4n + 1`` (the causal video VAEs).
+    """
+
+    def __init__(self, clips, encode_video: Callable, encode_text: Callable, temporal_factor: int = 4):
+        from render.errors import AmgError
+
+        if (clips.num_frames - 1) % temporal_factor:
+            raise AmgError(f"num_frames={clips.num_frames}: this backbone needs {temporal_factor}n + 1 frames")
+        self.clips, self.encode_video, self.encode_text = clips, encode_video, encode_text
+        self._cache: dict[int, EncodedClip] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> EncodedClip:
+        if i not in self._cache:
+            c = self.clips[i]
+            self._cache[i] = EncodedClip(video=self.encode_video(c.video[None])[0].cpu(),
+                                         avatar=self.encode_video(c.avatar[None])[0].cpu(),
+                                         text=self.encode_text([c.caption])[0].cpu())
+        return self._cache[i]
+
+    @staticmethod
+    def collate(samples: list[EncodedClip]) -> EncodedClip:
+        """Stack samples into a batch."""
+        return EncodedClip(*(torch.stack([getattr(s, k) for s in samples]) for k in ("video", "avatar", "text")))

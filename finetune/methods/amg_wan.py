@@ -10,7 +10,6 @@ layout with ``patch_embedding`` as a module to save (:mod:`finetune.adapters`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,14 +17,14 @@ import torch
 from render.errors import AmgError
 
 from .. import adapters
-from ..backbones.dit import fingerprints_match
-from ..backbones.wan import WAN_INPUT, WAN_LORA_TARGETS, encode_video_wan, load_wan, widen_patch_embedding
+from ..backbones.dit import EncodedClipDataset, fingerprints_match
+from ..backbones.wan import WAN_INPUT, WAN_LORA_TARGETS, encode_video_wan, widen_patch_embedding
 from ..data import ClipDataset
 from ..losses import flow_matching, weighted_mse
 from .base import ClipSettings, Method
 
 __all__ = ["prepare_wan", "flow_matching_loss", "shift_sigmas", "load_wan_adapter", "save_wan_adapter",
-           "AmgWanMethod", "WanSample", "WanLatentDataset", "WAN_NUM_FRAMES", "WAN_HEIGHT", "WAN_WIDTH", "WAN_FPS"]
+           "AmgWanMethod", "WAN_NUM_FRAMES", "WAN_HEIGHT", "WAN_WIDTH", "WAN_FPS"]
 
 # Wan 2.1's native clip: 81 frames (4n + 1) at 480x832, 16 fps
 WAN_NUM_FRAMES, WAN_HEIGHT, WAN_WIDTH, WAN_FPS = 81, 480, 832, 16.0
@@ -82,56 +81,26 @@ def flow_matching_loss(transformer: torch.nn.Module, z0: torch.Tensor, z_avatar:
     return weighted_mse(pred, target)
 
 
-@dataclass
-class WanSample:
-    """An encoded clip: ``video`` and ``avatar`` latents ``(16, f, h, w)``, caption embedding ``text`` ``(L, D)``."""
-
-    video: torch.Tensor
-    avatar: torch.Tensor
-    text: torch.Tensor
-
-
-class WanLatentDataset(torch.utils.data.Dataset):
-    """Clips of a manifest encoded with Wan's VAE and UMT5 (each clip once, kept in memory)."""
-
-    def __init__(self, clips: ClipDataset, backbone, max_sequence_length: int):
-        if (clips.num_frames - 1) % backbone.vae.config.scale_factor_temporal:
-            raise AmgError(f"num_frames={clips.num_frames}: Wan needs 4n + 1 frames (e.g. 81)")
-        self.clips, self.backbone, self.max_len = clips, backbone, max_sequence_length
-        self._cache: dict[int, WanSample] = {}
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> WanSample:
-        if i not in self._cache:
-            from ..pipelines.amg_wan import encode_prompt_wan
-
-            c, b = self.clips[i], self.backbone
-            text = encode_prompt_wan(b.text_encoder, b.tokenizer, [c.caption], self.max_len)[0]
-            self._cache[i] = WanSample(video=encode_video_wan(b.vae, c.video[None])[0].cpu(),
-                                       avatar=encode_video_wan(b.vae, c.avatar[None])[0].cpu(), text=text.cpu())
-        return self._cache[i]
-
-
 class AmgWanMethod(Method):
     """AMG's avatar-conditioned LoRA fine-tuning of a Wan text-to-video backbone (``method=amg_wan``)."""
 
     name = "amg_wan"
     families = ("wan",)
 
-    def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512):
+    def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512,
+                 gradient_checkpointing: bool = False):
         self.rank, self.shift, self.max_sequence_length = rank, shift, max_sequence_length
+        self.gradient_checkpointing = gradient_checkpointing
 
     def options(self) -> dict:
-        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length}
-
-    def load_backbone(self, folder):
-        return load_wan(folder)
+        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length,
+                "gradient_checkpointing": self.gradient_checkpointing}
 
     def setup(self, folder, device, dtype, seed):
         self.backbone = b = self.load_backbone(folder)
         self.trained = prepare_wan(b.transformer, rank=self.rank, seed=seed)
+        if self.gradient_checkpointing:  # recompute each block in backward (benchmarks/dit_memory.py)
+            self.trained.enable_gradient_checkpointing()
         b.to(device, dtype)
 
     def trainable_parameters(self):
@@ -143,12 +112,17 @@ class AmgWanMethod(Method):
         return params
 
     def dataset(self, manifest, clips: ClipSettings):
+        from ..pipelines.amg_wan import encode_prompt_wan
+
+        b = self.backbone
         data = ClipDataset(manifest, num_frames=clips.num_frames, height=clips.height, width=clips.width,
                            fps=clips.fps)
-        return WanLatentDataset(data, self.backbone, self.max_sequence_length)
+        return EncodedClipDataset(data, lambda v: encode_video_wan(b.vae, v),
+                                  lambda t: encode_prompt_wan(b.text_encoder, b.tokenizer, t, self.max_sequence_length),
+                                  temporal_factor=b.vae.config.scale_factor_temporal)
 
     def collate(self, samples):
-        return WanSample(*(torch.stack([getattr(s, k) for s in samples]) for k in ("video", "avatar", "text")))
+        return EncodedClipDataset.collate(samples)
 
     def loss(self, batch, gen, device, dtype):
         return flow_matching_loss(self.trained, batch.video.to(device, dtype), batch.avatar.to(device, dtype),

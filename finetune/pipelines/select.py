@@ -25,6 +25,14 @@ def _dtype(cfg: Mapping):
     return dtype_from_name(str(cfg.get("dtype", "auto")), "model.dtype")
 
 
+def _memory_options(pipe, cfg: Mapping) -> None:
+    """``cpu_offload``: diffusers' ``enable_model_cpu_offload`` (CUDA only); ``vae_tiling``: decode in tiles."""
+    if cfg.get("cpu_offload") and torch.cuda.is_available():
+        pipe.enable_model_cpu_offload()
+    if cfg.get("vae_tiling"):
+        pipe.vae.enable_tiling()
+
+
 def generate_video(cfg: Mapping, prompt: str, avatar: np.ndarray, masks: np.ndarray | None = None,
                    depth: np.ndarray | None = None, seed: int = 0, progress: bool = True) -> np.ndarray:
     """Generate uint8 frames ``(F, H, W, 3)`` with the model ``cfg`` describes (``conf/model/*.yaml``).
@@ -44,6 +52,7 @@ def generate_video(cfg: Mapping, prompt: str, avatar: np.ndarray, masks: np.ndar
         from .wan_vace import generate_wan_vace, load_wan_vace, vace_inputs
 
         pipe = load_wan_vace(str(cfg.path), dtype=_dtype(cfg))
+        _memory_options(pipe, cfg)
         inputs = vace_inputs(avatar, masks=masks, depth=depth, control=str(cfg.get("control", "avatar")),
                              mask_mode=str(cfg.get("mask_mode", "all")), references=bool(cfg.get("references", False)))
         return generate_wan_vace(pipe, prompt, inputs, negative_prompt=str(cfg.get("negative_prompt", "")),
@@ -56,6 +65,7 @@ def generate_video(cfg: Mapping, prompt: str, avatar: np.ndarray, masks: np.ndar
     else:
         from .amg_cogvideox import AMGCogVideoXPipeline as cls
     pipe = cls.from_base(str(cfg.path), adapter=None if adapter is None else str(adapter), dtype=_dtype(cfg))
+    _memory_options(pipe, cfg)
     return pipe(prompt, avatar, negative_prompt=str(cfg.get("negative_prompt", "")), num_inference_steps=steps,
                 guidance_scale=guidance, generator=generator, max_sequence_length=max_len, output_type="uint8",
                 progress=progress)
