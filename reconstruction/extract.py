@@ -320,12 +320,19 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
         if found is not None:
             G, d, floor = found
             Gt, dt = torch.as_tensor(G, dtype=torch.float32), torch.as_tensor(d, dtype=torch.float32)
-            for i, f in enumerate(fits):
-                J0 = (bk.J_template + torch.einsum("l,jkl->jk", f.betas, bk.J_shapedirs))[0]
-                go, tr = move_body(f.global_orient, f.transl, J0, G, d)
-                fits[i] = TrackFit(f.betas, go, f.body_pose, tr, f.joints @ Gt.T + dt, f.residuals)
-                motions[i] = fits[i].motion(float(fps))
             path = move_path(path, G, d)
+            refine = replace(cfg, orient_iterations=0, iterations=max(1, cfg.iterations // 2), robust_rounds=0)
+            for i, (f, tr) in enumerate(zip(fits, fitted)):
+                J0 = (bk.J_template + torch.einsum("l,jkl->jk", f.betas, bk.J_shapedirs))[0]
+                go, transl = move_body(f.global_orient, f.transl, J0, G, d)
+                moved = TrackFit(f.betas, go, f.body_pose, transl, f.joints @ Gt.T + dt, f.residuals)
+                # with the floor known, refine so the standing foot touches it and none sinks below
+                again = fit_track(body, tr.keypoints, tr.world, path, refine, init=moved, body_keypoints=bk,
+                                  floor=(0.0, 1.0, 0.0, 0.0))
+                fits[i] = hold_invalid(TrackFit(again.betas, again.global_orient, again.body_pose, again.transl,
+                                                again.joints, {**f.residuals, "floor_refit_seconds":
+                                                               round(again.residuals["seconds"], 4)}), tr.valid, bk)
+                motions[i] = fits[i].motion(float(fps))
 
     return ExtractionResult(
         motions=motions, cameras=path, keypoints=[t.keypoints for t in fitted],

@@ -59,6 +59,8 @@ _BODY_HEIGHT = 1.7
 _BEND_LIMITS = ((3, 0, 1.0), (4, 0, 1.0), (17, 1, -1.0), (18, 1, 1.0))
 _BEND_INDEX = torch.tensor([[i, a] for i, a, _ in _BEND_LIMITS])
 _BEND_SIGN = torch.tensor([s for *_, s in _BEND_LIMITS])
+#: BlazePose heels and foot indices: their body targets are vertices on the sole
+_SOLE_LANDMARKS = (29, 30, 31, 32)
 #: body_pose rows (joint - 1) no landmark observes directly: spine, neck, collars, head, feet, hands.
 _UNOBSERVED = (2, 5, 8, 9, 10, 11, 12, 13, 14, 21, 22)
 
@@ -92,6 +94,11 @@ class FitConfig:
     #: left/right confusions) stop pulling
     robust_rounds: int = 1
     robust_scale: float = 3.0
+    #: foot contact with a known floor (``fit_track(..., floor=...)``): the lowest heel or toe of each frame
+    #: is pulled onto the floor and no foot point may sink below it (squared, in body heights)
+    w_floor: float = 1.0
+    #: softness of "the lowest foot point" in metres (a soft minimum over the heels and toes)
+    floor_softness: float = 0.02
 
 
 @dataclass
@@ -261,6 +268,8 @@ class FitData:
         scale: ``(F,)`` person size in pixels (normalises the reprojection term).
         K, R, t: ``(F,3,3)``, ``(F,3,3)``, ``(F,3)`` the cameras of the pixels (float32).
         has_world: whether world landmarks were given.
+        floor: ``(4,)`` unit normal and offset of a known floor (``normal . p = offset``), or None.
+        feet: ``(k,)`` indices into the K landmark targets of the heel and toe points (sole contacts).
     """
 
     obs: torch.Tensor
@@ -273,6 +282,8 @@ class FitData:
     R: torch.Tensor
     t: torch.Tensor
     has_world: bool
+    floor: torch.Tensor | None = None
+    feet: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -370,6 +381,12 @@ def fit_losses(params: FitParams, data: FitData, body_keypoints: BodyKeypoints, 
     if F >= 3:
         acc = (joints[2:] - 2 * joints[1:-1] + joints[:-2]) / _BODY_HEIGHT
         out["smooth"] = cfg.w_smooth * acc.pow(2).sum(-1).mean()
+    if data.floor is not None and data.feet is not None and len(data.feet) and cfg.w_floor > 0:
+        h = pts[:, data.feet] @ data.floor[:3] - data.floor[3]  # (F,k) metres above the floor
+        tau = cfg.floor_softness
+        lowest = -tau * torch.logsumexp(-h / tau, dim=-1)
+        out["floor"] = cfg.w_floor * (((lowest / _BODY_HEIGHT) ** 2).mean()
+                                      + ((torch.relu(-h) / _BODY_HEIGHT) ** 2).mean())
     return out
 
 
@@ -459,7 +476,7 @@ def initial_parameters(kp: np.ndarray, world: np.ndarray | None, path: CameraPat
 
 def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None = None,
               config: FitConfig | None = None, init: TrackFit | None = None,
-              body_keypoints: BodyKeypoints | None = None) -> TrackFit:
+              body_keypoints: BodyKeypoints | None = None, floor=None) -> TrackFit:
     """Fit body parameters to one person's landmarks.
 
     Args:
@@ -470,6 +487,8 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
         init: a previous fit to warm-start from. Same length: all its parameters (a refinement). Other
             lengths (the previous window): its betas, and its last pose where no world landmarks are given.
         body_keypoints: reuse a :class:`BodyKeypoints` of ``body`` across calls.
+        floor: ``(4,)`` unit normal and offset (``normal . p = offset``, world metres) of the floor the
+            person stands on, or None: with it the heels and toes touch it (``FitConfig.w_floor``).
     Returns:
         :class:`TrackFit`.
     """
@@ -477,6 +496,10 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     cfg = config or FitConfig()
     bk = body_keypoints or BodyKeypoints(body)
     data, path, kp, wl = prepare_observations(keypoints, world, cameras, bk, cfg)
+    if floor is not None:
+        sole = [i for i, lm in enumerate(bk.landmark_index.tolist()) if lm in _SOLE_LANDMARKS]
+        data = replace(data, floor=torch.as_tensor(np.asarray(floor, np.float32)).reshape(4),
+                       feet=torch.tensor(sole, dtype=torch.long))
     params = initial_parameters(kp, wl, path, bk, init)
     everything = ("global_orient", "transl", "body_pose", "betas")
     base = data.w2d

@@ -18,7 +18,7 @@ from render.errors import AmgError
 from render.image import video_array
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
-           "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance"]
+           "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "pose_landmarker.task"
 
@@ -164,6 +164,36 @@ def landmark_box(keypoints: np.ndarray, min_visibility: float = 0.3, pad: float 
     return np.array([x0 - pad * h, y0 - 2 * pad * h, x1 + pad * h, y1 + pad * h], dtype=np.float32)
 
 
+def plausible_body(keypoints: np.ndarray, min_confidence: float = 0.5, max_shoulders: float = 2.0,
+                   max_hips: float = 1.5, max_limb: float = 1.8) -> bool:
+    """False for landmarks no single body makes: a reading fused from two people, with the left limbs on
+    one and the right on the other.
+
+    Lengths are in units of the torso (shoulder centre to hip centre, in pixels): shoulder width above
+    ``max_shoulders``, hip width above ``max_hips`` or an upper arm, forearm, thigh or shin above
+    ``max_limb`` torsos is implausible (a standing person facing the camera: about 0.8, 0.55 and 0.6-0.9).
+    Landmarks below ``min_confidence`` are not judged; a reading without a seen torso passes.
+    """
+    kp = np.asarray(keypoints, np.float32)
+    ok = kp[:, 2] >= min_confidence
+    I = LANDMARK_INDEX
+    ls, rs, lh, rh = I["left_shoulder"], I["right_shoulder"], I["left_hip"], I["right_hip"]
+    if not ok[[ls, rs, lh, rh]].all():
+        return True
+    p = kp[:, :2]
+    torso = float(np.linalg.norm(0.5 * (p[ls] + p[rs]) - 0.5 * (p[lh] + p[rh])))
+    if torso < 1e-3:
+        return True
+    if np.linalg.norm(p[ls] - p[rs]) > max_shoulders * torso or np.linalg.norm(p[lh] - p[rh]) > max_hips * torso:
+        return False
+    for side in ("left", "right"):
+        for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle")):
+            i, j = I[f"{side}_{a}"], I[f"{side}_{b}"]
+            if ok[i] and ok[j] and np.linalg.norm(p[i] - p[j]) > max_limb * torso:
+                return False
+    return True
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes ``a (N,4)`` and ``b (M,4)`` (x0, y0, x1, y1) -> ``(N,M)``."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
@@ -271,6 +301,8 @@ class PoseEstimator:
             mask = None
             if i < len(masks):
                 mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(H, W).copy()
+            if not plausible_body(kp):
+                continue  # fused from two people, or a limb on someone else: no body to fit
             box = np.clip(landmark_box(kp), 0, [W, H, W, H]).astype(np.float32)
             people.append(Detection(kp, world, box, float(kp[:, 2].mean()), mask))
         return _suppress_duplicates(people, self.duplicate_iou)

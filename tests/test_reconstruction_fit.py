@@ -168,3 +168,30 @@ def test_fit_losses_is_pure_and_the_fit_keeps_the_thread_setting(body):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_known_floor_keeps_the_standing_foot_on_it(body):
+    """2D-only landmarks leave depth (and so foot height) loosely determined; with the floor given, the
+    lowest heel or toe of every frame sits on it and none sinks below."""
+    from reconstruction.keypoints import LANDMARK_TARGETS
+
+    bk = BodyKeypoints(body)
+    go, pose, tr = walking_pose(8)
+    cam = default_camera(256, 256)
+    kp, world, _ = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, 8))
+    _, pts = bk(torch.zeros(4), go, pose, tr)
+    sole = [i for i, lm in enumerate(bk.landmark_index.tolist()) if lm in (29, 30, 31, 32)]
+    floor_y = float(pts[:, sole, 1].min())
+    rng = np.random.default_rng(1)
+    kp[..., :2] += rng.normal(0, 2.0, kp[..., :2].shape).astype(np.float32)
+    cfg = FitConfig(iterations=30)
+    free = fit_track(body, kp, None, cam, config=cfg, body_keypoints=bk)
+    held = fit_track(body, kp, None, cam, config=cfg, body_keypoints=bk, floor=(0.0, 1.0, 0.0, floor_y))
+
+    def lowest(fit):
+        _, p = bk(fit.betas, fit.global_orient, fit.body_pose, fit.transl)
+        return p[:, sole, 1].min(-1).values - floor_y
+
+    assert lowest(held).abs().max() < 0.03
+    assert lowest(held).abs().max() < lowest(free).abs().max()
+    assert all(LANDMARK_TARGETS[lm][0] == "vertex" for lm in (29, 30, 31, 32))

@@ -91,3 +91,30 @@ def test_further_passes_find_the_people_one_detection_pass_misses():
     assert abs(noses[0] + noses[1] - 1024) < 20
     with PoseEstimator(num_poses=1) as single:
         assert len(single(two)) == 1
+
+
+def test_plausible_body_rejects_a_reading_fused_from_two_people():
+    """Landmarks of a real standing body pass; the same body with its right limbs moved onto a second
+    person a body width away (what a merged detection looks like) does not."""
+    import torch
+    from reconstruction_helpers import stick_body, synthetic_observations, walking_pose
+
+    from reconstruction.fit import BodyKeypoints
+    from reconstruction.pose import LANDMARK_NAMES, plausible_body
+    from reconstruction.video import default_camera
+    from render.camera import CameraPath
+
+    body = stick_body()
+    go, pose, tr = walking_pose(4)
+    kp, _, _ = synthetic_observations(BodyKeypoints(body), torch.zeros(4), go, pose, tr,
+                                      CameraPath.static(default_camera(256, 256), 4))
+    kp[..., 2] = np.where(kp[..., 2] > 0, 0.9, 0.0)
+    assert all(plausible_body(k) for k in kp)
+    fused = kp[0].copy()
+    right = [i for i, n in enumerate(LANDMARK_NAMES) if n.startswith("right_")]
+    torso = np.linalg.norm(fused[11, :2] - fused[23, :2])
+    fused[right, 0] += 2.5 * torso  # the right side read off a neighbour
+    assert not plausible_body(fused)
+    unseen = fused.copy()
+    unseen[[11, 12, 23, 24], 2] = 0.1  # nothing to judge without a seen torso
+    assert plausible_body(unseen)
