@@ -22,7 +22,7 @@ import torch
 
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-from .body import PART_NAMES, default_body
+from .body import PART_NAMES, Body, default_body
 from .lbs import batch_rigid_transform
 from .motion import Motion
 
@@ -58,7 +58,7 @@ def _foot_vertex_mask(body) -> torch.Tensor:
     return mask if bool(mask.any()) else torch.ones_like(labels, dtype=torch.bool)
 
 
-def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
+def flat_foot_heights(body: Body | None = None, betas=None) -> torch.Tensor:
     """``(4,)`` metres over the floor of the contact points (left/right ankle, left/right toe joint)
     when the rest body stands flat-footed (its lowest foot vertex on the floor)."""
     body = body if body is not None else default_body()
@@ -66,7 +66,7 @@ def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
     return (j[0, list(_POINTS), 1] - v[0, _foot_vertex_mask(body), 1].min()).detach()
 
 
-def rest_ankle_height(body=None, betas=None) -> float:
+def rest_ankle_height(body: Body | None = None, betas=None) -> float:
     """Metres from the floor (the rest body's lowest foot vertex) up to its ankle joints."""
     return float(flat_foot_heights(body, betas)[:2].mean())
 
@@ -114,7 +114,7 @@ def foot_slide(joints: torch.Tensor, heights, tol: float = 0.03, min_frames: int
     return torch.where(torch.isinf(per_foot), torch.full_like(per_foot, float("nan")), per_foot)
 
 
-def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.Tensor | None = None,
+def ground(motion: Motion, body: Body | None = None, per_frame: bool = False, airborne: torch.Tensor | None = None,
            lift_only: bool = False) -> Motion:
     """Shift ``transl.y`` so the lowest foot point is on ``y = 0``.
 
@@ -139,7 +139,8 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
     return motion.copy(transl=tr)
 
 
-def stance_root_motion(motion: Motion, body=None, tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
+def stance_root_motion(motion: Motion, body: Body | None = None, tol: float = 0.03,
+                       contacts: torch.Tensor | None = None) -> Motion:
     """Replace the root's horizontal travel by what the stance feet push: ``(x, z)`` of ``transl`` is
     integrated so that the planted point of a foot on the ground does not move between frames.
 
@@ -236,7 +237,7 @@ def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
     return out
 
 
-def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
+def lock_feet(motion: Motion, body: Body | None = None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
               contacts: torch.Tensor | None = None) -> Motion:
     """Pin each stance foot where it landed and solve the legs to reach it (:func:`two_bone_ik`).
 
@@ -290,7 +291,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     return motion.copy(body_pose=matrix_to_axis_angle(pose))
 
 
-def make_skate_free(motion: Motion, body=None, travel: bool = True, airborne: torch.Tensor | None = None,
+def make_skate_free(motion: Motion, body: Body | None = None, travel: bool = True, airborne: torch.Tensor | None = None,
                     tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
     """An authored motion with planted feet: grounded per frame, root travel from the stance foot
     (``travel=True``; keep the authored root with ``False``), stance feet locked by leg IK, grounded again.
