@@ -23,7 +23,7 @@ import torch
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 from .body import PART_NAMES, Body, default_body
-from .lbs import batch_rigid_transform
+from .lbs import batch_rigid_transform, skin_vertices
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
@@ -114,6 +114,32 @@ def foot_slide(joints: torch.Tensor, heights, tol: float = 0.03, min_frames: int
     return torch.where(torch.isinf(per_foot), torch.full_like(per_foot, float("nan")), per_foot)
 
 
+def _lowest(motion: Motion, body, per_frame: bool) -> torch.Tensor:
+    """``(F,)`` height of the lowest body vertex (``per_frame``) or foot vertex per frame.
+
+    Foot vertices of a body without pose correctives are skinned alone (a several-minute capture would
+    otherwise skin every vertex of every frame); the full forward pass is the reference for that shortcut.
+    """
+    feet = _foot_vertex_mask(body)
+    lows = []
+    fast = not per_frame and not getattr(body, "has_posedirs", True) and hasattr(body, "rest")
+    if fast:
+        rest_v, rest_j = body.rest(motion.betas[None])
+        rest_v, weights = rest_v[:, feet], body.skin_weights[feet]
+    with torch.no_grad():
+        for s in range(0, len(motion), 256):  # long captures: bounded memory
+            m = motion[s: s + 256]
+            if fast:
+                R = axis_angle_to_matrix(m.full_pose)
+                skin = batch_rigid_transform(R, rest_j.expand(len(m), -1, -1), body.parents)[2]
+                v = skin_vertices(rest_v.expand(len(m), -1, -1), weights, skin) + m.transl[:, None]
+                lows.append(v[..., 1].min(dim=1).values)
+            else:
+                v = _pose(m, body).vertices
+                lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
+    return torch.cat(lows)
+
+
 def ground(motion: Motion, body: Body | None = None, per_frame: bool = False, airborne: torch.Tensor | None = None,
            lift_only: bool = False) -> Motion:
     """Shift ``transl.y`` so the lowest foot point is on ``y = 0``.
@@ -124,12 +150,7 @@ def ground(motion: Motion, body: Body | None = None, per_frame: bool = False, ai
     raises frames that reach below the floor (a clip whose flight is already in it).
     """
     body = body if body is not None else default_body()
-    feet = _foot_vertex_mask(body)
-    lows = []
-    for s in range(0, len(motion), 256):  # long captures: bounded memory
-        v = _pose(motion[s: s + 256], body).vertices
-        lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
-    low = torch.cat(lows)
+    low = _lowest(motion, body, per_frame)
     if lift_only:
         low = low.clamp(max=0.0)
     tr = motion.transl.clone()

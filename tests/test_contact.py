@@ -134,3 +134,18 @@ def test_ground_puts_the_lowest_foot_point_on_the_floor():
     v = body(betas=g.betas[None], global_orient=g.global_orient, body_pose=g.body_pose, transl=g.transl).vertices
     assert abs(float(v[..., 1].min())) < 1e-5
     assert torch.allclose(g.transl - m.transl, (g.transl - m.transl)[:1].expand_as(g.transl), atol=1e-6)
+
+
+@needs_default
+def test_foot_only_grounding_matches_the_full_forward_pass():
+    from avatars.contact import _foot_vertex_mask, _lowest
+
+    body = default_body()
+    g = torch.Generator().manual_seed(3)
+    F = 7
+    m = Motion(30.0, torch.randn(body.num_betas, generator=g) * 0.5, torch.randn(F, 3, generator=g) * 0.4,
+               torch.randn(F, 23, 3, generator=g) * 0.4, torch.randn(F, 3, generator=g))
+    out = body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl)
+    ref = out.vertices[:, _foot_vertex_mask(body), 1].min(1).values
+    assert torch.allclose(_lowest(m, body, per_frame=False), ref, atol=1e-5)
+    assert torch.allclose(_lowest(m, body, per_frame=True), out.vertices[..., 1].min(1).values, atol=1e-6)
