@@ -20,7 +20,7 @@ from render.errors import AmgError
 from render.io import atomic_path
 from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler
 
-from .body import SMPL_JOINT_NAMES, SMPL_PARENTS, default_body
+from .body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body, default_body
 from .motion import Motion
 
 log = logging.getLogger(__name__)
@@ -444,7 +444,7 @@ def bvh_info(path: str | os.PathLike, up: str = "auto", joint_map: dict | None =
                    {SMPL_JOINT_NAMES[j]: bvh.names[b] for j, b in sorted(mapping.items())})
 
 
-def load_bvh(path: str | os.PathLike, body=None, betas=None, rest_frame: int | str | None = "auto",
+def load_bvh(path: str | os.PathLike, body: Body | None = None, betas=None, rest_frame: int | str | None = "auto",
              up: str = "auto", joint_map: dict | None = None, root_offset: str = "auto", start: float = 0.0,
              seconds: float | None = None, ground: bool = True) -> Motion:
     """Read a BVH file and retarget it onto an SMPL body.
@@ -525,7 +525,7 @@ def load_bvh(path: str | os.PathLike, body=None, betas=None, rest_frame: int | s
         m = put_on_floor(m, body)
     return m
 
-def save_bvh(motion: Motion, path: str | os.PathLike, body=None) -> Path:
+def save_bvh(motion: Motion, path: str | os.PathLike, body: Body | None = None) -> Path:
     """Write a BVH of the SMPL skeleton (rest offsets from ``body`` with the motion's betas, centimetres).
 
     Rotation channels are ``Zrotation Yrotation Xrotation`` (intrinsic ZYX, degrees); the root carries

@@ -22,8 +22,8 @@ import torch
 
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-from .body import PART_NAMES, default_body
-from .lbs import batch_rigid_transform
+from .body import PART_NAMES, Body, default_body
+from .lbs import batch_rigid_transform, skin_vertices
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
@@ -58,7 +58,7 @@ def _foot_vertex_mask(body) -> torch.Tensor:
     return mask if bool(mask.any()) else torch.ones_like(labels, dtype=torch.bool)
 
 
-def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
+def flat_foot_heights(body: Body | None = None, betas=None) -> torch.Tensor:
     """``(4,)`` metres over the floor of the contact points (left/right ankle, left/right toe joint)
     when the rest body stands flat-footed (its lowest foot vertex on the floor)."""
     body = body if body is not None else default_body()
@@ -66,7 +66,7 @@ def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
     return (j[0, list(_POINTS), 1] - v[0, _foot_vertex_mask(body), 1].min()).detach()
 
 
-def rest_ankle_height(body=None, betas=None) -> float:
+def rest_ankle_height(body: Body | None = None, betas=None) -> float:
     """Metres from the floor (the rest body's lowest foot vertex) up to its ankle joints."""
     return float(flat_foot_heights(body, betas)[:2].mean())
 
@@ -114,7 +114,33 @@ def foot_slide(joints: torch.Tensor, heights, tol: float = 0.03, min_frames: int
     return torch.where(torch.isinf(per_foot), torch.full_like(per_foot, float("nan")), per_foot)
 
 
-def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.Tensor | None = None,
+def _lowest(motion: Motion, body, per_frame: bool) -> torch.Tensor:
+    """``(F,)`` height of the lowest body vertex (``per_frame``) or foot vertex per frame.
+
+    Foot vertices of a body without pose correctives are skinned alone (a several-minute capture would
+    otherwise skin every vertex of every frame); the full forward pass is the reference for that shortcut.
+    """
+    feet = _foot_vertex_mask(body)
+    lows = []
+    fast = not per_frame and not getattr(body, "has_posedirs", True) and hasattr(body, "rest")
+    if fast:
+        rest_v, rest_j = body.rest(motion.betas[None])
+        rest_v, weights = rest_v[:, feet], body.skin_weights[feet]
+    with torch.no_grad():
+        for s in range(0, len(motion), 256):  # long captures: bounded memory
+            m = motion[s: s + 256]
+            if fast:
+                R = axis_angle_to_matrix(m.full_pose)
+                skin = batch_rigid_transform(R, rest_j.expand(len(m), -1, -1), body.parents)[2]
+                v = skin_vertices(rest_v.expand(len(m), -1, -1), weights, skin) + m.transl[:, None]
+                lows.append(v[..., 1].min(dim=1).values)
+            else:
+                v = _pose(m, body).vertices
+                lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
+    return torch.cat(lows)
+
+
+def ground(motion: Motion, body: Body | None = None, per_frame: bool = False, airborne: torch.Tensor | None = None,
            lift_only: bool = False) -> Motion:
     """Shift ``transl.y`` so the lowest foot point is on ``y = 0``.
 
@@ -124,12 +150,7 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
     raises frames that reach below the floor (a clip whose flight is already in it).
     """
     body = body if body is not None else default_body()
-    feet = _foot_vertex_mask(body)
-    lows = []
-    for s in range(0, len(motion), 256):  # long captures: bounded memory
-        v = _pose(motion[s: s + 256], body).vertices
-        lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
-    low = torch.cat(lows)
+    low = _lowest(motion, body, per_frame)
     if lift_only:
         low = low.clamp(max=0.0)
     tr = motion.transl.clone()
@@ -139,7 +160,8 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
     return motion.copy(transl=tr)
 
 
-def stance_root_motion(motion: Motion, body=None, tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
+def stance_root_motion(motion: Motion, body: Body | None = None, tol: float = 0.03,
+                       contacts: torch.Tensor | None = None) -> Motion:
     """Replace the root's horizontal travel by what the stance feet push: ``(x, z)`` of ``transl`` is
     integrated so that the planted point of a foot on the ground does not move between frames.
 
@@ -236,7 +258,7 @@ def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
     return out
 
 
-def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
+def lock_feet(motion: Motion, body: Body | None = None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
               contacts: torch.Tensor | None = None) -> Motion:
     """Pin each stance foot where it landed and solve the legs to reach it (:func:`two_bone_ik`).
 
@@ -290,7 +312,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     return motion.copy(body_pose=matrix_to_axis_angle(pose))
 
 
-def make_skate_free(motion: Motion, body=None, travel: bool = True, airborne: torch.Tensor | None = None,
+def make_skate_free(motion: Motion, body: Body | None = None, travel: bool = True, airborne: torch.Tensor | None = None,
                     tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
     """An authored motion with planted feet: grounded per frame, root travel from the stance foot
     (``travel=True``; keep the authored root with ``False``), stance feet locked by leg IK, grounded again.

@@ -13,7 +13,6 @@ slide is the smaller travel of its heel and toe points that stay down. Run:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 

@@ -370,3 +370,16 @@ def test_no_rest_pose_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="avatars.bvh"):
         load_bvh(write_bvh(tmp_path / "ok.bvh", m, LAFAN, zero=_zero_pose("apose")))
     assert not caplog.records
+
+
+def test_steps_frame_rate_and_name_maps():
+    from avatars.body import SMPL_JOINT_NAMES
+    from avatars.bvh import frame_rate, map_joints
+
+    assert frame_rate(0.0333333) == 30.0 and frame_rate(1 / 29.97) == 29.97 and frame_rate(0.0416667) == 24.0
+    assert frame_rate(1 / 33.0) == pytest.approx(33.0)  # not near a common rate: kept as read
+    for names in (LAFAN, MIXAMO, CMU, RIGIFY):
+        present = [n for n in names if n is not None]
+        got = map_joints(present)
+        want = {j: present.index(n) for j, n in enumerate(names) if n is not None}
+        assert got == want, [(SMPL_JOINT_NAMES[j], present[b]) for j, b in got.items() if want.get(j) != b]

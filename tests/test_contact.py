@@ -26,14 +26,16 @@ def test_two_bone_ik_reaches_reachable_targets_with_the_least_knee_change():
     F = 64
     hip = torch.randn(F, 3, generator=g, dtype=torch.float64)
     u = torch.randn(F, 3, generator=g, dtype=torch.float64) * 0.4
-    n = torch.nn.functional.normalize(torch.cross(u, torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1), dim=-1)
+    side = torch.randn(F, 3, generator=g, dtype=torch.float64)
+    n = torch.nn.functional.normalize(torch.cross(u, side, dim=-1), dim=-1)
     bend = torch.rand(F, generator=g, dtype=torch.float64) * 2.0 + 0.2
     v = torch.stack([_rot(n[i], float(bend[i])) @ u[i] for i in range(F)]) * 1.1  # shank in the bend plane
     knee, ankle = hip + u, hip + u + v
     # targets at a reachable distance in a random direction
     lu, lv = u.norm(dim=-1), v.norm(dim=-1)
     d = (lu - lv).abs() + (lu + lv - (lu - lv).abs()) * (0.1 + 0.8 * torch.rand(F, generator=g, dtype=torch.float64))
-    target = hip + torch.nn.functional.normalize(torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1) * d[:, None]
+    way = torch.nn.functional.normalize(torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1)
+    target = hip + way * d[:, None]
     knee_rot, hip_rot = two_bone_ik(hip, knee, ankle, target, n)
     reached = hip + (hip_rot @ (u + (knee_rot @ v[..., None])[..., 0])[..., None])[..., 0]
     assert (reached - target).norm(dim=-1).max() < 1e-6
@@ -132,3 +134,18 @@ def test_ground_puts_the_lowest_foot_point_on_the_floor():
     v = body(betas=g.betas[None], global_orient=g.global_orient, body_pose=g.body_pose, transl=g.transl).vertices
     assert abs(float(v[..., 1].min())) < 1e-5
     assert torch.allclose(g.transl - m.transl, (g.transl - m.transl)[:1].expand_as(g.transl), atol=1e-6)
+
+
+@needs_default
+def test_foot_only_grounding_matches_the_full_forward_pass():
+    from avatars.contact import _foot_vertex_mask, _lowest
+
+    body = default_body()
+    g = torch.Generator().manual_seed(3)
+    F = 7
+    m = Motion(30.0, torch.randn(body.num_betas, generator=g) * 0.5, torch.randn(F, 3, generator=g) * 0.4,
+               torch.randn(F, 23, 3, generator=g) * 0.4, torch.randn(F, 3, generator=g))
+    out = body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose, transl=m.transl)
+    ref = out.vertices[:, _foot_vertex_mask(body), 1].min(1).values
+    assert torch.allclose(_lowest(m, body, per_frame=False), ref, atol=1e-5)
+    assert torch.allclose(_lowest(m, body, per_frame=True), out.vertices[..., 1].min(1).values, atol=1e-6)
