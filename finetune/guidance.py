@@ -21,12 +21,12 @@ def classifier_free(eps_uncond: torch.Tensor, eps_text: torch.Tensor, scale: flo
 
 
 def camera_free(eps0_uncond: torch.Tensor, eps0_text: torch.Tensor, eps_lora_text: torch.Tensor,
-                cfg_scale: float, lora_scale: float) -> torch.Tensor:
+                cfg_scale: float, lora_guidance_scale: float) -> torch.Tensor:
     """Image Conductor's camera-free guidance with the AMG LoRA as the guided adapter.
 
     ``eps = eps0(x, 0) + l_cfg (eps0(x, c) - eps0(x, 0)) + l_lora (eps_lora(x, c) - eps0(x, c))`` where
-    ``eps0`` is the UNet with LoRA disabled and ``eps_lora`` with it enabled. ``lora_scale`` 0 is plain
-    classifier-free guidance of the base; ``cfg_scale`` 1 with ``lora_scale`` 1 is ``eps_lora_text``.
+    ``eps0`` is the UNet with LoRA disabled and ``eps_lora`` with it enabled. ``lora_guidance_scale`` 0 is
+    plain classifier-free guidance of the base; ``cfg_scale`` 1 with ``lora_guidance_scale`` 1 is ``eps_lora_text``.
     """
     return (eps0_uncond + cfg_scale * (eps0_text - eps0_uncond)
-            + lora_scale * (eps_lora_text - eps0_text))
+            + lora_guidance_scale * (eps_lora_text - eps0_text))

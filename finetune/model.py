@@ -169,15 +169,20 @@ def base_fingerprint(unet: torch.nn.Module) -> dict:
     tolerance, while two differently trained bases differ far beyond it. It is the same for the base,
     the widened base and the AMG model, so an exported folder's UNet matches its adapter.
     """
-    sd = unet.state_dict()
-    probe = []
-    for k in _PROBE_TENSORS:
-        key = k if k in sd else k.replace(".weight", ".base_layer.weight")
-        if key in sd:
-            t = sd[key].detach().float().flatten()
-            probe += [t.mean().item(), t.std().item()] + t[:4].tolist()
     config = {k: _jsonable(unet.config[k]) for k in _PROBE_CONFIG if k in unet.config}
-    return {"version": _FINGERPRINT_VERSION, "config": config, "probe": probe}
+    return {"version": _FINGERPRINT_VERSION, "config": config, "probe": probe_tensors(unet.state_dict(), _PROBE_TENSORS)}
+
+
+def probe_tensors(state_dict: dict, names: tuple[str, ...]) -> list[float]:
+    """Mean, standard deviation and the first four values of each tensor ``names`` present in ``state_dict``
+    (under a LoRA wrapper's ``base_layer`` name too): a fingerprint's probe."""
+    probe = []
+    for k in names:
+        key = k if k in state_dict else k.replace(".weight", ".base_layer.weight")
+        if key in state_dict:
+            t = state_dict[key].detach().float().flatten()
+            probe += [t.mean().item(), t.std().item()] + t[:4].tolist()
+    return probe
 
 
 def _jsonable(v):

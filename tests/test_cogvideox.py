@@ -139,7 +139,8 @@ def test_adapter_round_trip_and_v_loss(base, tmp_path):
             noise = (zt - a.sqrt() * z0) / (1 - a).sqrt()
             return (a.sqrt() * noise - (1 - a).sqrt() * z0,)
 
-    oracle = v_prediction_loss(TrueV(), pipe.scheduler, z0, za, torch.randn(2, 16, 32), torch.Generator().manual_seed(0))
+    oracle = v_prediction_loss(TrueV(), pipe.scheduler, z0, za, torch.randn(2, 16, 32),
+                               torch.Generator().manual_seed(0))
     assert oracle.item() < 1e-8
 
 

@@ -1,9 +1,6 @@
 """The VGen / ModelScope checkpoint importer on synthetic checkpoints written with VGen's key names."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -91,7 +88,7 @@ def test_vgen_checkpoint_imports_to_the_same_unet(tmp_path, layers):
     folder = build_tiny_text_to_video(tmp_path / "t2v", layers_per_block=layers)
     native = _amg_unet(folder)
     ckpt = _vgen_checkpoint(native)
-    assert "input_blocks.0.0.weight" in ckpt["state_dict"] and ckpt["state_dict"]["input_blocks.0.0.weight"].shape[1] == 8
+    assert ckpt["state_dict"]["input_blocks.0.0.weight"].shape[1] == 8
     assert any(k.endswith("attn1.to_q_lora.down_linear.weight") for k in ckpt["state_dict"])
     torch.save(ckpt, tmp_path / "amg.pth")
     imported = import_vgen_unet(load_checkpoint(tmp_path / "amg.pth"), load_base(folder).unet.config)
@@ -123,7 +120,19 @@ def test_mismatched_checkpoints_are_one_line_errors(tmp_path):
         load_checkpoint(tmp_path / "bad.pth")
 
 
-def test_cli_converts_and_samples_identically(tmp_path):
+def _convert_cfg(overrides):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        return compose(config_name="convert", overrides=overrides)
+
+
+def test_convert_app_converts_and_samples_identically(tmp_path, capsys):
+    from amg.build import report_errors
+    from amg.convert import run
     from finetune.pipeline import AMGPipeline
 
     folder = build_tiny_text_to_video(tmp_path / "t2v")
@@ -131,11 +140,9 @@ def test_cli_converts_and_samples_identically(tmp_path):
     with torch.no_grad():
         native.model.unet.load_state_dict(_amg_unet(folder).state_dict())
     torch.save(_vgen_checkpoint(native.model.unet), tmp_path / "amg.pth")
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    r = subprocess.run([sys.executable, "-m", "amg.convert", "format=vgen", f"checkpoint={tmp_path / 'amg.pth'}",
-                        f"base={folder}", f"out={tmp_path / 'converted'}", f"hydra.run.dir={tmp_path / 'run'}"],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    run(_convert_cfg(["format=vgen", f"checkpoint={tmp_path / 'amg.pth'}", f"base={folder}",
+                      f"out={tmp_path / 'converted'}"]), tmp_path / "run")
+    assert (tmp_path / "run" / "meta.json").is_file()
     converted = AMGPipeline.from_pretrained(tmp_path / "converted", device="cpu")
     avatar = torch.randint(0, 256, (3, 16, 16, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     kw = dict(num_inference_steps=2, guidance_scale=3.0, seed=3, output_type="latent", progress=False)
@@ -143,7 +150,12 @@ def test_cli_converts_and_samples_identically(tmp_path):
     assert (got - want).abs().max().item() <= 1e-5
     mine, theirs = converted.model.unet.state_dict(), native.model.unet.state_dict()
     assert set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    bad = subprocess.run([sys.executable, "-m", "amg.convert", "format=vgen", f"checkpoint={tmp_path / 'no.pth'}",
-                          f"base={folder}", f"out={tmp_path / 'x'}", f"hydra.run.dir={tmp_path / 'run2'}"],
-                         capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "no such checkpoint" in bad.stderr and "Traceback" not in bad.stderr
+    # a user error is one line on stderr and exit status 2 (the app's report_errors)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        report_errors(run)(_convert_cfg(["format=vgen", f"checkpoint={tmp_path / 'no.pth'}", f"base={folder}",
+                                         f"out={tmp_path / 'x'}"]), tmp_path / "run2")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(lines) == 1 and "no such checkpoint" in lines[0]
+    assert "Traceback" not in err

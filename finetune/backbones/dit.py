@@ -14,8 +14,10 @@ from typing import Callable
 import torch
 
 from ..adapters import widen_input
+from ..model import probe_tensors
 
-__all__ = ["widen_submodule", "dit_fingerprint", "fingerprints_match", "EncodedClip", "EncodedClipDataset"]
+__all__ = ["widen_submodule", "dit_fingerprint", "fingerprints_match", "t5_prompt_embeds", "EncodedClip",
+           "EncodedClipDataset"]
 
 
 def widen_submodule(model: torch.nn.Module, name: str, extra_channels: int,
@@ -44,16 +46,23 @@ def dit_fingerprint(model: torch.nn.Module, probe: tuple[str, ...], config_keys:
     As :func:`finetune.model.base_fingerprint`: mean, std and first values of each probed tensor, so a
     dtype cast still matches and another base does not.
     """
-    sd = model.state_dict()
-    values = []
-    for k in probe:
-        key = k if k in sd else k.replace(".weight", ".base_layer.weight")
-        if key in sd:
-            t = sd[key].detach().float().flatten()
-            values += [t.mean().item(), t.std().item()] + t[:4].tolist()
     config = {k: (list(v) if isinstance(v, (tuple, list)) else v) for k in config_keys
               if (v := model.config.get(k)) is not None}
-    return {"version": 2, "class": type(model).__name__, "config": config, "probe": values}
+    return {"version": 2, "class": type(model).__name__, "config": config,
+            "probe": probe_tensors(model.state_dict(), probe)}
+
+
+@torch.no_grad()
+def t5_prompt_embeds(pipeline_cls, text_encoder, tokenizer, prompts: list[str],
+                     max_sequence_length: int) -> torch.Tensor:
+    """Text embeddings ``(B, L, D)`` computed by ``pipeline_cls._get_t5_prompt_embeds`` itself (Wan and
+    CogVideoX pipelines), without building the pipeline: training sees exactly what sampling sees."""
+    import types
+
+    device = next(text_encoder.parameters()).device
+    holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder, _execution_device=device)
+    return pipeline_cls._get_t5_prompt_embeds(holder, prompt=prompts, max_sequence_length=max_sequence_length,
+                                              device=device, dtype=text_encoder.dtype)
 
 
 def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3) -> bool:
@@ -69,7 +78,8 @@ def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3)
 
 @dataclass
 class EncodedClip:
-    """An encoded training clip: ``video`` and ``avatar`` latents (the family's layout), caption embedding ``text`` ``(L, D)``."""
+    """An encoded training clip: ``video`` and ``avatar`` latents (the family's layout), caption embedding
+    ``text`` ``(L, D)``."""
 
     video: torch.Tensor
     avatar: torch.Tensor

@@ -17,10 +17,9 @@ from render.errors import AmgError
 
 from .. import adapters
 from ..backbones.cogvideox import COGVIDEOX_INPUT, COGVIDEOX_LORA_TARGETS, encode_video_cogvideox, widen_patch_embed
-from ..backbones.dit import EncodedClipDataset, fingerprints_match
-from ..data import ClipDataset
+from ..backbones.dit import fingerprints_match, t5_prompt_embeds
 from ..losses import v_target, weighted_mse
-from .base import ClipSettings, Method
+from .amg_dit import AmgDitMethod
 
 __all__ = ["prepare_cogvideox", "v_prediction_loss", "save_cogvideox_adapter", "load_cogvideox_adapter",
            "encode_prompt_cogvideox", "AmgCogVideoXMethod",
@@ -71,59 +70,36 @@ def v_prediction_loss(transformer, scheduler, z0: torch.Tensor, z_avatar: torch.
     return weighted_mse(pred, v_target(scheduler.alphas_cumprod, z0, noise, t))
 
 
-@torch.no_grad()
-def encode_prompt_cogvideox(text_encoder, tokenizer, prompts: list[str], max_sequence_length: int = 226) -> torch.Tensor:
+def encode_prompt_cogvideox(text_encoder, tokenizer, prompts: list[str],
+                            max_sequence_length: int = 226) -> torch.Tensor:
     """T5 embeddings ``(B, L, D)`` exactly as ``CogVideoXPipeline`` computes them."""
-    import types
-
     from diffusers import CogVideoXPipeline
 
-    device = next(text_encoder.parameters()).device
-    holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder, _execution_device=device)
-    return CogVideoXPipeline._get_t5_prompt_embeds(holder, prompt=prompts, max_sequence_length=max_sequence_length,
-                                                   device=device, dtype=text_encoder.dtype)
+    return t5_prompt_embeds(CogVideoXPipeline, text_encoder, tokenizer, prompts, max_sequence_length)
 
 
-class AmgCogVideoXMethod(Method):
+class AmgCogVideoXMethod(AmgDitMethod):
     """AMG's avatar-conditioned LoRA fine-tuning of a CogVideoX backbone (``method=amg_cogvideox``)."""
 
     name = "amg_cogvideox"
     families = ("cogvideox",)
+    input_module = COGVIDEOX_INPUT
 
     def __init__(self, rank: int = 4, max_sequence_length: int = 226, gradient_checkpointing: bool = False):
-        self.rank, self.max_sequence_length = rank, max_sequence_length
-        self.gradient_checkpointing = gradient_checkpointing
+        super().__init__(rank, max_sequence_length, gradient_checkpointing)
 
-    def options(self) -> dict:
-        return {"rank": self.rank, "max_sequence_length": self.max_sequence_length,
-                "gradient_checkpointing": self.gradient_checkpointing}
+    def prepare(self, transformer, seed):
+        return prepare_cogvideox(transformer, rank=self.rank, seed=seed)
 
-    def setup(self, folder, device, dtype, seed):
-        self.backbone = b = self.load_backbone(folder)
-        self.trained = prepare_cogvideox(b.transformer, rank=self.rank, seed=seed)
-        if self.gradient_checkpointing:  # recompute each block in backward (benchmarks/dit_memory.py)
-            self.trained.enable_gradient_checkpointing()
-        b.to(device, dtype)
+    def encode_video(self, video):
+        return encode_video_cogvideox(self.backbone.vae, video)
 
-    def trainable_parameters(self):
-        m = self.trained
-        m.requires_grad_(False)
-        params = [p for n, p in m.named_parameters() if "lora_" in n or n.startswith(f"{COGVIDEOX_INPUT}.")]
-        for p in params:
-            p.requires_grad_(True)
-        return params
+    def temporal_factor(self):
+        return int(self.backbone.vae.config.temporal_compression_ratio)
 
-    def dataset(self, manifest, clips: ClipSettings):
-        b = self.backbone
-        data = ClipDataset(manifest, num_frames=clips.num_frames, height=clips.height, width=clips.width,
-                           fps=clips.fps)
-        return EncodedClipDataset(
-            data, lambda v: encode_video_cogvideox(b.vae, v),
-            lambda t: encode_prompt_cogvideox(b.text_encoder, b.tokenizer, t, self.max_sequence_length),
-            temporal_factor=int(b.vae.config.temporal_compression_ratio))
-
-    def collate(self, samples):
-        return EncodedClipDataset.collate(samples)
+    def encode_text(self, prompts):
+        return encode_prompt_cogvideox(self.backbone.text_encoder, self.backbone.tokenizer, prompts,
+                                       self.max_sequence_length)
 
     def loss(self, batch, gen, device, dtype):
         return v_prediction_loss(self.trained, self.backbone.scheduler, batch.video.to(device, dtype),

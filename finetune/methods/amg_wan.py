@@ -17,11 +17,10 @@ import torch
 from render.errors import AmgError
 
 from .. import adapters
-from ..backbones.dit import EncodedClipDataset, fingerprints_match
+from ..backbones.dit import fingerprints_match
 from ..backbones.wan import WAN_INPUT, WAN_LORA_TARGETS, encode_video_wan, widen_patch_embedding
-from ..data import ClipDataset
 from ..losses import flow_matching, weighted_mse
-from .base import ClipSettings, Method
+from .amg_dit import AmgDitMethod
 
 __all__ = ["prepare_wan", "flow_matching_loss", "shift_sigmas", "load_wan_adapter", "save_wan_adapter",
            "AmgWanMethod", "WAN_NUM_FRAMES", "WAN_HEIGHT", "WAN_WIDTH", "WAN_FPS"]
@@ -81,48 +80,37 @@ def flow_matching_loss(transformer: torch.nn.Module, z0: torch.Tensor, z_avatar:
     return weighted_mse(pred, target)
 
 
-class AmgWanMethod(Method):
-    """AMG's avatar-conditioned LoRA fine-tuning of a Wan text-to-video backbone (``method=amg_wan``)."""
+class AmgWanMethod(AmgDitMethod):
+    """AMG's avatar-conditioned LoRA fine-tuning of a Wan text-to-video backbone (``method=amg_wan``).
+
+    ``shift`` is the flow-matching time shift of the training noise levels (1: uniform).
+    """
 
     name = "amg_wan"
     families = ("wan",)
+    input_module = WAN_INPUT
 
     def __init__(self, rank: int = 4, shift: float = 1.0, max_sequence_length: int = 512,
                  gradient_checkpointing: bool = False):
-        self.rank, self.shift, self.max_sequence_length = rank, shift, max_sequence_length
-        self.gradient_checkpointing = gradient_checkpointing
+        super().__init__(rank, max_sequence_length, gradient_checkpointing)
+        self.shift = shift
 
     def options(self) -> dict:
-        return {"rank": self.rank, "shift": self.shift, "max_sequence_length": self.max_sequence_length,
-                "gradient_checkpointing": self.gradient_checkpointing}
+        return {**super().options(), "shift": self.shift}
 
-    def setup(self, folder, device, dtype, seed):
-        self.backbone = b = self.load_backbone(folder)
-        self.trained = prepare_wan(b.transformer, rank=self.rank, seed=seed)
-        if self.gradient_checkpointing:  # recompute each block in backward (benchmarks/dit_memory.py)
-            self.trained.enable_gradient_checkpointing()
-        b.to(device, dtype)
+    def prepare(self, transformer, seed):
+        return prepare_wan(transformer, rank=self.rank, seed=seed)
 
-    def trainable_parameters(self):
-        m = self.trained
-        m.requires_grad_(False)
-        params = [p for n, p in m.named_parameters() if "lora_" in n or n.startswith(f"{WAN_INPUT}.")]
-        for p in params:
-            p.requires_grad_(True)
-        return params
+    def encode_video(self, video):
+        return encode_video_wan(self.backbone.vae, video)
 
-    def dataset(self, manifest, clips: ClipSettings):
+    def temporal_factor(self):
+        return int(self.backbone.vae.config.scale_factor_temporal)
+
+    def encode_text(self, prompts):
         from ..pipelines.amg_wan import encode_prompt_wan
 
-        b = self.backbone
-        data = ClipDataset(manifest, num_frames=clips.num_frames, height=clips.height, width=clips.width,
-                           fps=clips.fps)
-        return EncodedClipDataset(data, lambda v: encode_video_wan(b.vae, v),
-                                  lambda t: encode_prompt_wan(b.text_encoder, b.tokenizer, t, self.max_sequence_length),
-                                  temporal_factor=b.vae.config.scale_factor_temporal)
-
-    def collate(self, samples):
-        return EncodedClipDataset.collate(samples)
+        return encode_prompt_wan(self.backbone.text_encoder, self.backbone.tokenizer, prompts, self.max_sequence_length)
 
     def loss(self, batch, gen, device, dtype):
         return flow_matching_loss(self.trained, batch.video.to(device, dtype), batch.avatar.to(device, dtype),

@@ -10,7 +10,6 @@ avatar channels it reproduces the stock ``CogVideoXPipeline``; on a Fun control 
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -19,17 +18,17 @@ import torch
 from diffusers import CogVideoXPipeline
 
 from render.errors import AmgError
-from render.video import read_video
 
-from ..adapters import has_lora, scaled_lora, unload_lora
+from ..adapters import scaled_lora
 from ..backbones.cogvideox import encode_video_cogvideox, load_cogvideox
 from ..data import to_model_range
 from ..methods.amg_cogvideox import load_cogvideox_adapter, prepare_cogvideox, save_cogvideox_adapter
+from .dit import AdapterFolders
 
 __all__ = ["AMGCogVideoXPipeline"]
 
 
-class AMGCogVideoXPipeline(CogVideoXPipeline):
+class AMGCogVideoXPipeline(AdapterFolders, CogVideoXPipeline):
     """CogVideoX text-to-video with AMG's avatar conditioning (patch embedding channels doubled, LoRA)."""
 
     base_fingerprint: dict = {}
@@ -55,17 +54,6 @@ class AMGCogVideoXPipeline(CogVideoXPipeline):
         """Write the adapter (LoRA + patch embedding) in peft's layout."""
         return save_cogvideox_adapter(self.transformer, directory, self.base_fingerprint, extra=extra)
 
-    def save_pretrained(self, folder: str | os.PathLike, merged: bool = False, **kw) -> None:
-        """diffusers' layout with a plain widened transformer; LoRA merged (``merged``) or in ``adapter/``."""
-        live = self.transformer
-        self.register_modules(transformer=unload_lora(copy.deepcopy(live), merge=merged))
-        try:
-            super().save_pretrained(folder, **kw)
-        finally:
-            self.register_modules(transformer=live)
-        if not merged and has_lora(live):
-            self.save_adapter(Path(folder) / "adapter")
-
     @torch.no_grad()
     def __call__(self, prompt: str, avatar_video, negative_prompt: str = "", height: int | None = None,
                  width: int | None = None, num_inference_steps: int = 50, guidance_scale: float = 6.0,
@@ -80,14 +68,8 @@ class AMGCogVideoXPipeline(CogVideoXPipeline):
         """
         if output_type not in ("np", "uint8", "latent"):
             raise AmgError(f"output_type={output_type!r}: expected 'np', 'uint8' or 'latent'")
-        if isinstance(avatar_video, (str, os.PathLike)):
-            avatar_video = read_video(avatar_video)[0]
-        frames = np.asarray(avatar_video.cpu() if torch.is_tensor(avatar_video) else avatar_video)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise AmgError(f"avatar_video {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
+        frames = self.avatar_frames(avatar_video, "CogVideoX", 49)
         num_frames = frames.shape[0]
-        if (num_frames - 1) % self.vae_scale_factor_temporal:
-            raise AmgError(f"avatar_video has {num_frames} frames: CogVideoX needs 4n + 1 (e.g. 49)")
         if self.transformer.config.patch_size_t is not None:
             raise AmgError("CogVideoX 1.5 (temporal patches) is not supported by this sampler yet")
         height, width = height or frames.shape[1], width or frames.shape[2]

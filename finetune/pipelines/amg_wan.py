@@ -9,9 +9,7 @@ zero avatar channels it reproduces the stock ``WanPipeline`` on the base transfo
 
 from __future__ import annotations
 
-import copy
 import os
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +17,23 @@ import torch
 from diffusers import WanPipeline
 
 from render.errors import AmgError
-from render.video import read_video
 
-from ..adapters import has_lora, scaled_lora, unload_lora
+from ..adapters import scaled_lora
+from ..backbones.dit import t5_prompt_embeds
 from ..backbones.wan import decode_latents_wan, encode_video_wan, load_wan
 from ..data import to_model_range
 from ..methods.amg_wan import load_wan_adapter, prepare_wan, save_wan_adapter
+from .dit import AdapterFolders
 
 __all__ = ["AMGWanPipeline", "encode_prompt_wan"]
 
 
-@torch.no_grad()
 def encode_prompt_wan(text_encoder, tokenizer, prompts: list[str], max_sequence_length: int = 512) -> torch.Tensor:
     """UMT5 embeddings ``(B, L, D)`` exactly as ``WanPipeline`` computes them (padding positions zeroed)."""
-    device = next(text_encoder.parameters()).device
-    holder = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=text_encoder, _execution_device=device)
-    return WanPipeline._get_t5_prompt_embeds(holder, prompt=prompts, max_sequence_length=max_sequence_length,
-                                             device=device, dtype=text_encoder.dtype)
+    return t5_prompt_embeds(WanPipeline, text_encoder, tokenizer, prompts, max_sequence_length)
 
 
-class AMGWanPipeline(WanPipeline):
+class AMGWanPipeline(AdapterFolders, WanPipeline):
     """Wan text-to-video with AMG's avatar conditioning (patch embedding 16 -> 32 channels, LoRA).
 
     Build with :meth:`from_base`; ``base_fingerprint`` identifies the base transformer the adapter belongs to.
@@ -68,19 +63,6 @@ class AMGWanPipeline(WanPipeline):
         """Write the adapter (LoRA + patch embedding) in peft's layout."""
         return save_wan_adapter(self.transformer, directory, self.base_fingerprint, extra=extra)
 
-    def save_pretrained(self, folder: str | os.PathLike, merged: bool = False, **kw) -> None:
-        """diffusers' folder layout with a plain widened ``WanTransformer3DModel``; the LoRA merged into it
-        (``merged``) or kept in ``adapter/`` in peft's layout."""
-        live = self.transformer
-        plain = unload_lora(copy.deepcopy(live), merge=merged)
-        self.register_modules(transformer=plain)
-        try:
-            super().save_pretrained(folder, **kw)
-        finally:
-            self.register_modules(transformer=live)
-        if not merged and has_lora(live):
-            self.save_adapter(Path(folder) / "adapter")
-
     @torch.no_grad()
     def __call__(self, prompt: str, avatar_video, negative_prompt: str = "", height: int | None = None,
                  width: int | None = None, num_inference_steps: int = 50, guidance_scale: float = 5.0,
@@ -101,14 +83,8 @@ class AMGWanPipeline(WanPipeline):
         """
         if output_type not in ("np", "uint8", "latent"):
             raise AmgError(f"output_type={output_type!r}: expected 'np', 'uint8' or 'latent'")
-        if isinstance(avatar_video, (str, os.PathLike)):
-            avatar_video = read_video(avatar_video)[0]
-        frames = np.asarray(avatar_video.cpu() if torch.is_tensor(avatar_video) else avatar_video)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise AmgError(f"avatar_video {frames.shape} {frames.dtype}: expected uint8 (F, H, W, 3)")
+        frames = self.avatar_frames(avatar_video, "Wan", 81)
         num_frames = frames.shape[0]
-        if (num_frames - 1) % self.vae_scale_factor_temporal:
-            raise AmgError(f"avatar_video has {num_frames} frames: Wan needs 4n + 1 (e.g. 81)")
         height, width = height or frames.shape[1], width or frames.shape[2]
         multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
         if height % multiple or width % multiple:
@@ -119,7 +95,8 @@ class AMGWanPipeline(WanPipeline):
 
         # 1. Condition: text (and the negative text) and the avatar video's latents.
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt=prompt, negative_prompt=negative_prompt, do_classifier_free_guidance=self.do_classifier_free_guidance,
+            prompt=prompt, negative_prompt=negative_prompt,
+            do_classifier_free_guidance=self.do_classifier_free_guidance,
             max_sequence_length=max_sequence_length, device=device)
         prompt_embeds = prompt_embeds.to(dtype)
         if negative_prompt_embeds is not None:
