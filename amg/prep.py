@@ -98,7 +98,6 @@ class ClipStages:
 
 def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
-    from avatars.gaussians import GaussianAvatar
     from reconstruction import extract_people
 
     stages = ClipStages(clip_dir)
