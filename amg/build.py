@@ -34,6 +34,7 @@ __all__ = ["report_errors", "hydra_app", "prepare_run_dir", "static_camera", "bu
            "build_avatars", "make_avatars", "build_camera", "build_scene", "Scene", "check_frame_settings",
            "check_kwargs", "fit_length", "place_side_by_side", "torch_dtype"]
 
+
 def torch_dtype(name: str, key: str = "dtype") -> torch.dtype | None:
     """The torch dtype named ``name`` in the one dtype table (:data:`finetune.model.DTYPES`; auto -> None)."""
     from finetune.model import dtype_from_name

@@ -370,7 +370,7 @@ def test_8_long_prompt_warns_with_the_count(tmp_path, caplog, tiny):
     from amg.generate import VideoGenerator, warn_long_prompt
     from reconstruction.caption import CLIP_MAX_TOKENS, clip_token_count
 
-    long = "a man in a red jacket " + " ".join(["and very shiny shoes"] * 20) + " walks on a beach"
+    long = "a man in a red jacket " + " ".join(["and white shoes"] * 25) + " walks on a beach"
     assert clip_token_count(long) > CLIP_MAX_TOKENS
     from amg.generate import run
 
