@@ -35,6 +35,7 @@ __all__ = ["report_errors", "hydra_app", "prepare_run_dir", "static_camera", "bu
            "check_kwargs", "fit_length", "place_side_by_side", "torch_dtype", "LibraryMotion", "FileMotion",
            "motion_spec", "load_motion_file", "check_in_view"]
 
+
 def torch_dtype(name: str, key: str = "dtype") -> torch.dtype | None:
     """The torch dtype named ``name`` in the one dtype table (:data:`finetune.model.DTYPES`; auto -> None)."""
     from finetune.model import dtype_from_name

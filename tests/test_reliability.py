@@ -370,7 +370,7 @@ def test_8_long_prompt_warns_with_the_count(tmp_path, caplog, tiny):
     from amg.generate import VideoGenerator, warn_long_prompt
     from reconstruction.caption import CLIP_MAX_TOKENS, clip_token_count
 
-    long = "a man in a red jacket " + " ".join(["and very shiny shoes"] * 20) + " walks on a beach"
+    long = "a man in a red jacket " + " ".join(["and white shoes"] * 25) + " walks on a beach"
     assert clip_token_count(long) > CLIP_MAX_TOKENS
     from amg.generate import run
 
@@ -409,3 +409,24 @@ def test_13_camera_inside_a_body_warns(caplog):
     head = build_scene(cfg("generate", TINY + ["motion=idle", "camera=static", f"camera.eye=[{x},{y},{z}]",
                                                f"camera.target=[{x},{y},{z + 1.0}]"]), appearances=["a man"])
     assert camera_inside(head.people, head.cameras) == {"person1": 3}
+
+
+# config keys a target does not take (prep's raw kwargs, a camera's fields): one line naming the key -----------
+@pytest.mark.parametrize("over,match", [
+    (["+reconstruction.max_gapp=3"], "reconstruction.max_gapp: unknown key; expected one of .*max_gap"),
+    (["+clips.lenght=8"], "clips.lenght: unknown key; expected one of .*length"),
+])
+def test_prep_refuses_unknown_kwargs_before_work(tmp_path, over, match):
+    from amg.prep import run
+
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(AmgError, match=match):
+        run(cfg("prep", [f"video={video}", f"out_dir={tmp_path / 'prep'}"] + over), "job-test")
+    assert not (tmp_path / "prep").exists()
+
+
+def test_unknown_camera_field_is_one_line(tmp_path, capsys, monkeypatch):
+    code, out, err, run_dir = cli("amg.generate", TINY + ["camera=static", "+camera.degrees=30"], tmp_path, capsys,
+                                  monkeypatch)
+    assert_one_line_refusal(code, out, err, run_dir, "camera.degrees: unknown key")
