@@ -338,7 +338,7 @@ def rasterize_clip(frames: Sequence[Gaussians], cameras: Sequence[Camera],
     for g in frames:
         if not isinstance(g, Gaussians):
             raise AmgError(f"rasterize: expected Gaussians, got {type(g).__name__}")
-        if not torch.isfinite(g.means.detach()).all():
+        if not math.isfinite(float(g.means.detach().sum())):  # NaN or inf anywhere makes the sum non-finite
             raise AmgError("rasterize: gaussians.means contains NaN or inf")
     bg = torch.as_tensor(np.asarray(background, dtype=np.float32).reshape(-1))
     if bg.numel() != 3 or not torch.isfinite(bg).all():
@@ -617,8 +617,15 @@ def _vote_ids(ids: torch.Tensor, crow: torch.Tensor, rank: torch.Tensor, pix: to
 def _rasterize_numba(frames: Sequence[Gaussians], cameras: Sequence[Camera], bg: torch.Tensor,
                      threads: int | None) -> RenderOutput:
     W, H = cameras[0].width, cameras[0].height
-    ids = [g.instance_ids() for g in frames]
-    uniq = torch.unique(torch.cat(ids))
+    ids = torch.cat([g.instance_ids() for g in frames]).numpy()
+    if len(ids) and int(ids.max()) < (1 << 20):  # small ids: a count table instead of a sort
+        uniq = np.flatnonzero(np.bincount(ids))
+        lut = np.zeros(int(ids.max()) + 1, np.int32)
+        lut[uniq] = np.arange(len(uniq), dtype=np.int32)
+        inst = lut[ids]
+    else:
+        uniq, inst = np.unique(ids, return_inverse=True)
+    uniq = torch.from_numpy(uniq.astype(np.int64))
     degrees = {g.sh_degree for g in frames}
     if len(degrees) > 1:  # rare: mixed colour kinds in one clip, render them frame by frame
         outs = [_rasterize_numba([g], [c], bg, threads) for g, c in zip(frames, cameras)]
@@ -627,7 +634,7 @@ def _rasterize_numba(frames: Sequence[Gaussians], cameras: Sequence[Camera], bg:
     def flat(name):
         return torch.cat([getattr(g, name).detach().float() for g in frames]).numpy()
 
-    inst = torch.searchsorted(uniq, torch.cat(ids)).to(torch.int32).numpy()
+    inst = inst.astype(np.int32)
     frame = np.repeat(np.arange(len(frames), dtype=np.int32), [len(g) for g in frames])
     K = torch.stack([c.K for c in cameras]).float().numpy()
     R = torch.stack([c.R for c in cameras]).float().numpy()

@@ -21,12 +21,26 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import numpy as np
 
 __all__ = ["available", "TILE", "render", "composite", "threads"]
 
 TILE = 16  #: tile side in pixels
+
+
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reused per-thread buffer of ``shape``: its contents are whatever the last call left."""
+    pool = _local.__dict__.setdefault("pool", {})
+    n = int(np.prod(shape))
+    buf = pool.get(name)
+    if buf is None or buf.dtype != np.dtype(dtype) or buf.size < n:
+        buf = pool[name] = np.empty(max(n, int(1.25 * (0 if buf is None else buf.size))), dtype)
+    return buf[:n].reshape(shape)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,27 +100,32 @@ def _kernels():
             z = R[2, 0] * mx + R[2, 1] * my + R[2, 2] * mz + t[2]
             qn = np.sqrt(quats[g, 0] ** 2 + quats[g, 1] ** 2 + quats[g, 2] ** 2 + quats[g, 3] ** 2)
             qw, qx, qy, qz = quats[g, 0] / qn, quats[g, 1] / qn, quats[g, 2] / qn, quats[g, 3] / qn
-            rq = np.empty((3, 3), np.float32)
-            rq[0, 0], rq[0, 1], rq[0, 2] = one - two * (qy * qy + qz * qz), two * (qx * qy - qz * qw), two * (qx * qz + qy * qw)
-            rq[1, 0], rq[1, 1], rq[1, 2] = two * (qx * qy + qz * qw), one - two * (qx * qx + qz * qz), two * (qy * qz - qx * qw)
-            rq[2, 0], rq[2, 1], rq[2, 2] = two * (qx * qz - qy * qw), two * (qy * qz + qx * qw), one - two * (qx * qx + qy * qy)
-            M = np.empty((3, 3), np.float32)
-            for r in range(3):
-                for k in range(3):
-                    M[r, k] = (R[r, 0] * rq[0, k] + R[r, 1] * rq[1, k] + R[r, 2] * rq[2, k]) * scales[g, k]
+            # rotation of the quaternion, then M = R_cam R_q S (scalars: no per-Gaussian allocations)
+            q00, q01, q02 = one - two * (qy * qy + qz * qz), two * (qx * qy - qz * qw), two * (qx * qz + qy * qw)
+            q10, q11, q12 = two * (qx * qy + qz * qw), one - two * (qx * qx + qz * qz), two * (qy * qz - qx * qw)
+            q20, q21, q22 = two * (qx * qz - qy * qw), two * (qy * qz + qx * qw), one - two * (qx * qx + qy * qy)
+            s0, s1, s2 = scales[g, 0], scales[g, 1], scales[g, 2]
+            m00 = (R[0, 0] * q00 + R[0, 1] * q10 + R[0, 2] * q20) * s0
+            m01 = (R[0, 0] * q01 + R[0, 1] * q11 + R[0, 2] * q21) * s1
+            m02 = (R[0, 0] * q02 + R[0, 1] * q12 + R[0, 2] * q22) * s2
+            m10 = (R[1, 0] * q00 + R[1, 1] * q10 + R[1, 2] * q20) * s0
+            m11 = (R[1, 0] * q01 + R[1, 1] * q11 + R[1, 2] * q21) * s1
+            m12 = (R[1, 0] * q02 + R[1, 1] * q12 + R[1, 2] * q22) * s2
+            m20 = (R[2, 0] * q00 + R[2, 1] * q10 + R[2, 2] * q20) * s0
+            m21 = (R[2, 0] * q01 + R[2, 1] * q11 + R[2, 2] * q21) * s1
+            m22 = (R[2, 0] * q02 + R[2, 1] * q12 + R[2, 2] * q22) * s2
             zs = max(z, near)
             rz = one / zs
             tx = zs * min(max(x * rz, -lims[f, 1]), lims[f, 0])
             ty = zs * min(max(y * rz, -lims[f, 3]), lims[f, 2])
-            a = eps2d
-            b = np.float32(0.0)
-            c = eps2d
-            for k in range(3):
-                r0 = (fx * rz) * M[0, k] - (fx * tx * rz * rz) * M[2, k]
-                r1 = (fy * rz) * M[1, k] - (fy * ty * rz * rz) * M[2, k]
-                a += r0 * r0
-                b += r0 * r1
-                c += r1 * r1
+            # rows of J M with J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]
+            jx, jxz = fx * rz, fx * tx * rz * rz
+            jy, jyz = fy * rz, fy * ty * rz * rz
+            r00, r01, r02 = jx * m00 - jxz * m20, jx * m01 - jxz * m21, jx * m02 - jxz * m22
+            r10, r11, r12 = jy * m10 - jyz * m20, jy * m11 - jyz * m21, jy * m12 - jyz * m22
+            a = r00 * r00 + r01 * r01 + r02 * r02 + eps2d
+            b = r00 * r10 + r01 * r11 + r02 * r12
+            c = r10 * r10 + r11 * r11 + r12 * r12 + eps2d
             det = a * c - b * b
             u = fx * x * rz + cx
             v = fy * y * rz + cy
@@ -288,10 +307,8 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
     cols = np.ascontiguousarray(colors, dtype=f32)
     if cols.ndim == 2:
         cols = cols[:, None, :]
-    params = np.empty((M, 6), f32)
-    feats = np.empty((M, 4), f32)
-    box = np.empty((M, 4), np.int32)
-    valid = np.zeros(M, np.bool_)
+    params, feats = _scratch("params", (M, 6), f32), _scratch("feats", (M, 4), f32)
+    box, valid = _scratch("box", (M, 4), np.int32), _scratch("valid", (M,), np.bool_)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads(num_threads))
     try:
@@ -299,13 +316,32 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
                 np.ascontiguousarray(scales, dtype=f32), np.ascontiguousarray(opacities, dtype=f32), cols,
                 -1 if sh_degree is None else int(sh_degree), np.ascontiguousarray(frame, dtype=np.int32),
                 Kc, Rc, tc, centers, lims, width, height, params, feats, box, valid)
-        vis = np.flatnonzero(valid)
-        # frame-major, near to far within a frame, ties in memory order (lexsort is stable)
-        vis = vis[np.lexsort((feats[vis, 3], frame[vis]))]
-        return composite(params[vis], feats[vis], np.ascontiguousarray(inst[vis], dtype=np.int32), box[vis],
-                         np.ascontiguousarray(frame[vis], dtype=np.int32), F, width, height, num_inst, None)
+        order = _depth_order(valid, feats[:, 3], frame, F)
+        n = len(order)
+        # gathered into reused buffers: fresh large arrays cost a page fault per 4 KiB on every call
+        sorted_ = [np.take(a, order, axis=0, out=_scratch(name, (n, *a.shape[1:]), a.dtype))
+                   for name, a in (("params_s", params), ("feats_s", feats), ("inst_s", np.asarray(inst, np.int32)),
+                                   ("box_s", box), ("frame_s", np.asarray(frame, np.int32)))]
+        return composite(*sorted_, F, width, height, num_inst, None)
     finally:
         numba.set_num_threads(previous)
+
+
+def _depth_order(valid: np.ndarray, depth: np.ndarray, frame: np.ndarray, num_frames: int) -> np.ndarray:
+    """Indices of the ``valid`` Gaussians by frame, then camera z, then index (a stable depth sort).
+
+    One int64 sort of packed keys (frame, the bits of the positive float32 depth, which order like the
+    values, and the rank in memory): faster than a lexsort and than gathering the arrays into that order.
+    """
+    vis = np.flatnonzero(valid)
+    if num_frames > 31 or len(vis) >= (1 << 27):
+        return vis[np.lexsort((depth[vis], frame[vis]))]
+    key = _scratch("key", (len(vis),), np.int64)
+    np.left_shift(frame[vis], 58, out=key, dtype=np.int64)
+    key |= depth[vis].view(np.int32).astype(np.int64) << 27
+    key |= np.arange(len(vis), dtype=np.int64)
+    key.sort()
+    return vis[key & ((1 << 27) - 1)]
 
 
 def composite(params: np.ndarray, feats: np.ndarray, inst: np.ndarray, box: np.ndarray, frame: np.ndarray,
