@@ -97,7 +97,8 @@ def read_condition(folder: Path, condition: str, num_frames: int) -> torch.Tenso
 class RenderSample:
     """One clip: ``video`` (F,3,H,W) in [-1, 1] (the target), ``first`` (3,H,W) in [-1, 1] (the clean first
     frame the model is conditioned on), ``control`` (F,C,H,W) float32, ``tracks`` (T,F,2) the control's
-    driving trajectories in pixels (for ObjMC; may be empty), ``camera_only``, ``key``."""
+    driving trajectories in pixels (for ObjMC; may be empty), ``camera_only``, ``key``, and ``boxes``
+    ``(F, P, 8, 2)`` the projected 3D box corners when the folder has them (else None)."""
 
     video: torch.Tensor
     first: torch.Tensor
@@ -105,13 +106,15 @@ class RenderSample:
     tracks: np.ndarray
     camera_only: bool
     key: str
+    boxes: np.ndarray | None = None
 
 
 def collate_render(samples: list[RenderSample]) -> RenderSample:
     """Stack samples (leading batch axis on tensors; tracks as a list; keys joined by newlines)."""
     return RenderSample(video=torch.stack([s.video for s in samples]), first=torch.stack([s.first for s in samples]),
                         control=torch.stack([s.control for s in samples]), tracks=[s.tracks for s in samples],
-                        camera_only=all(s.camera_only for s in samples), key="\n".join(s.key for s in samples))
+                        camera_only=all(s.camera_only for s in samples), key="\n".join(s.key for s in samples),
+                        boxes=[s.boxes for s in samples])
 
 
 def _tracks(folder: Path, condition: str, num_frames: int) -> np.ndarray:
@@ -170,5 +173,7 @@ class RenderClipDataset(torch.utils.data.Dataset):
             raise AmgError(f"{f}: {self.condition} condition is {tuple(control.shape[-2:])}, expected "
                            f"{(self.height, self.width)}")
         key = hashlib.sha1(json.dumps([str(f), self.condition, self.target, self.num_frames]).encode()).hexdigest()[:16]
+        boxes = np.load(f / "bbox3d.npy")[:self.num_frames] if (f / "bbox3d.npy").is_file() else None
         return RenderSample(video=video, first=clip[0], control=control,
-                            tracks=_tracks(f, self.condition, self.num_frames), camera_only=is_camera_only(f), key=key)
+                            tracks=_tracks(f, self.condition, self.num_frames), camera_only=is_camera_only(f), key=key,
+                            boxes=boxes)
