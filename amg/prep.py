@@ -95,7 +95,7 @@ class ClipStages:
         write_json(self.marks / f"{stage}.json", {"key": key, "outputs": sorted(outputs)})
 
 
-def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> dict:
+def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_key: str, estimator=None) -> ClipRecord:
     """Run the per-clip stages (tracks, captions, avatars + render) with skip-if-done; return the record."""
     from avatars.gaussians import GaussianAvatar
     from reconstruction import ExtractionResult
