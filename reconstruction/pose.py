@@ -430,7 +430,14 @@ def _overlaps(d: Detection, people: list[Detection], iou: float) -> bool:
     """True when ``d`` re-finds one of ``people`` (a painted-out person's remains, or the same box)."""
     if not people:
         return False
-    if box_iou(d.box, np.stack([k.box for k in people])).max() > iou:
+    boxes = np.stack([k.box for k in people]).astype(np.float64)
+    if box_iou(d.box, boxes).max() > iou:
+        return True
+    # a part of someone already found (a tile or crop that saw only their upper body) is not someone new
+    b = np.asarray(d.box, np.float64)
+    lt, rb = np.maximum(b[:2], boxes[:, :2]), np.minimum(b[2:], boxes[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    if (inter / max(float(np.prod(np.clip(b[2:] - b[:2], 0, None))), 1e-9)).max() > 0.8:
         return True
     # a detection centred inside a found person's mask is that person again
     x, y = (int(v) for v in 0.5 * (d.box[:2] + d.box[2:]))
