@@ -455,7 +455,10 @@ def hug(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     hands together, hold the embrace and let go."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
-    w = _smooth_step((t * speed - 0.2) / 0.7) * _smooth_step((seconds * speed - 0.3 - t * speed) / 0.6)
+    # arms close over the first quarter (at most 0.6 s); a clip long enough to show it lets go at the end
+    u, T = t * speed, seconds * speed
+    ramp = min(0.6, 0.25 * T)
+    w = _smooth_step(u / ramp) * (_smooth_step((T - u) / 0.5) if T >= 2.5 else 1.0)
     d = 0.42
     around = {L_SHOULDER: (0, -1.2, -0.3), R_SHOULDER: (0, 1.2, 0.3), L_ELBOW: (0, -1.6, 0),
               R_ELBOW: (0, 1.6, 0), SPINE1: (0.08, 0, 0), HEAD: (0, 0.4, 0)}
