@@ -579,7 +579,25 @@ def carry_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
                transl=rb.transl[:1]).joints[0]
     want = Ja[:, 3] - facing * 0.24 + torch.tensor([0.0, 0.12, 0.0])
     b = rb.copy(transl=rb.transl + (want - Jr0[0]))
-    return [a, b]
+    with torch.no_grad():
+        Jb = body(betas=b.betas[None], global_orient=b.global_orient, body_pose=b.body_pose, transl=b.transl).joints
+    # contacts: the carrier's hands under the rider's knees, the rider's hands clasped on the carrier's chest
+    reach(pa, {L_HAND: Jb[:, L_KNEE].double(), R_HAND: Jb[:, R_KNEE].double()}, transl=a.transl, heading=direction,
+          body=body)
+    chest = Ja[:, SPINE3].double() + facing.double() * 0.14
+    across = heading_matrix(direction + 90.0).double()[:, 2] * 0.008
+    reach(rider, {L_HAND: chest + across, R_HAND: chest - across}, transl=b.transl, heading=direction, body=body)
+    return [_with_arms(a, pa), _with_arms(b, rider)]
+
+
+def _with_arms(m: Motion, p: _Pose) -> Motion:
+    """``m`` with the shoulder and elbow rotations of ``p`` (solved after ``m`` was finished)."""
+    from render.rotations import matrix_to_axis_angle
+
+    arms = [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW]
+    bp = m.body_pose.clone()
+    bp[:, [j - 1 for j in arms]] = matrix_to_axis_angle(euler_to_matrix(p.euler[:, arms], "XYZ")).float()
+    return m.copy(body_pose=bp)
 
 
 def lead_follow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
