@@ -29,8 +29,8 @@ from render.errors import AmgError
 from render.io import write_json, write_meta
 from render.video import write_video
 
-from .build import (_instantiate, build_avatars, build_body, build_camera, build_motions, config_dict,
-                    fit_length, pair_appearances, place_side_by_side, report_errors)
+from .build import (_instantiate, build_avatars, build_body, build_camera, build_motions, check_in_view,
+                    config_dict, fit_length, pair_appearances, place_side_by_side, report_errors)
 
 log = logging.getLogger("amg.generate")
 
@@ -71,6 +71,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=fps, conditions=list(cfg.conditions))
     chosen = plan.to_dict() if plan is not None else {"config": config_dict(cfg.motion)}
     write_json(out_dir / "prompt.json", {**parsed.to_dict(), "motions": chosen,

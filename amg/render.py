@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from avatars.scene import Person, render_scene, save_scene
 from render.io import write_meta
 
-from .build import (build_avatars, build_body, build_camera, build_motions, config_dict, fit_length,
+from .build import (build_avatars, build_body, build_camera, build_motions, check_in_view, config_dict, fit_length,
                     pair_appearances, place_side_by_side, report_errors)
 
 log = logging.getLogger("amg.render")
@@ -46,6 +46,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         people = [Person(p.avatar, fit_length(p.motion, len(cameras)), p.name) for p in people]
     res = render_scene(people, cameras, conditions=list(cfg.conditions), background=list(cfg.background),
                        backend=str(cfg.backend), seed=int(cfg.seed), progress=bool(cfg.progress))
+    check_in_view(res, [p.name for p in people], float(cfg.max_out_of_view), bool(cfg.strict))
     written = save_scene(res, out_dir, fps=float(cfg.fps), conditions=list(cfg.conditions))
     write_meta(out_dir, "render", inputs={"motion": config_dict(cfg.motion), "appearances": [
         p.avatar.appearance.text if p.avatar.appearance else None for p in people]}, config=config_dict(cfg),

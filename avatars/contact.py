@@ -22,7 +22,8 @@ import torch
 
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-from .body import PART_NAMES, default_body
+from .body import PART_NAMES, Body, default_body
+from .lbs import batch_rigid_transform
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
@@ -41,13 +42,23 @@ def _pose(motion: Motion, body):
                     transl=motion.transl)
 
 
+def _kinematics(motion: Motion, body) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints ``(F, 24, 3)`` and world rotations ``(F, 24, 3, 3)`` without skinning the surface (the
+    contact steps need only the skeleton, and long clips would pay for every vertex)."""
+    with torch.no_grad():
+        J = body.rest(motion.betas[None])[1].expand(len(motion), -1, -1)
+        R = axis_angle_to_matrix(motion.full_pose)
+        joints, world, _ = batch_rigid_transform(R, J, body.parents)
+    return joints + motion.transl[:, None], world[..., :3, :3]
+
+
 def _foot_vertex_mask(body) -> torch.Tensor:
     labels = body.part_labels
     mask = (labels == _FOOT_PARTS[0]) | (labels == _FOOT_PARTS[1])
     return mask if bool(mask.any()) else torch.ones_like(labels, dtype=torch.bool)
 
 
-def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
+def flat_foot_heights(body: Body | None = None, betas=None) -> torch.Tensor:
     """``(4,)`` metres over the floor of the contact points (left/right ankle, left/right toe joint)
     when the rest body stands flat-footed (its lowest foot vertex on the floor)."""
     body = body if body is not None else default_body()
@@ -55,7 +66,7 @@ def flat_foot_heights(body=None, betas=None) -> torch.Tensor:
     return (j[0, list(_POINTS), 1] - v[0, _foot_vertex_mask(body), 1].min()).detach()
 
 
-def rest_ankle_height(body=None, betas=None) -> float:
+def rest_ankle_height(body: Body | None = None, betas=None) -> float:
     """Metres from the floor (the rest body's lowest foot vertex) up to its ankle joints."""
     return float(flat_foot_heights(body, betas)[:2].mean())
 
@@ -103,12 +114,14 @@ def foot_slide(joints: torch.Tensor, heights, tol: float = 0.03, min_frames: int
     return torch.where(torch.isinf(per_foot), torch.full_like(per_foot, float("nan")), per_foot)
 
 
-def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.Tensor | None = None) -> Motion:
+def ground(motion: Motion, body: Body | None = None, per_frame: bool = False, airborne: torch.Tensor | None = None,
+           lift_only: bool = False) -> Motion:
     """Shift ``transl.y`` so the lowest foot point is on ``y = 0``.
 
     ``per_frame=False`` (captured motion) moves the whole clip by one amount, from the lowest foot vertex
     over all frames; ``per_frame=True`` (authored motion) puts the lowest body vertex on the floor in
-    every frame, then adds ``airborne (F,)`` metres back (a jump's flight).
+    every frame, then adds ``airborne (F,)`` metres back (a jump's flight); with ``lift_only`` it only
+    raises frames that reach below the floor (a clip whose flight is already in it).
     """
     body = body if body is not None else default_body()
     feet = _foot_vertex_mask(body)
@@ -117,6 +130,8 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
         v = _pose(motion[s: s + 256], body).vertices
         lows.append(v[..., 1].min(dim=1).values if per_frame else v[:, feet, 1].min(dim=1).values)
     low = torch.cat(lows)
+    if lift_only:
+        low = low.clamp(max=0.0)
     tr = motion.transl.clone()
     tr[:, 1] -= low if per_frame else low.min()
     if airborne is not None:
@@ -124,33 +139,41 @@ def ground(motion: Motion, body=None, per_frame: bool = False, airborne: torch.T
     return motion.copy(transl=tr)
 
 
-def stance_root_motion(motion: Motion, body=None, tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
+def stance_root_motion(motion: Motion, body: Body | None = None, tol: float = 0.03,
+                       contacts: torch.Tensor | None = None) -> Motion:
     """Replace the root's horizontal travel by what the stance feet push: ``(x, z)`` of ``transl`` is
     integrated so that the planted point of a foot on the ground does not move between frames.
 
     Of the contact points down in both frames (heels, toes), the one closest to its flat-foot height
     carries the body; with none down (flight) the body keeps its last velocity. The first frame keeps
     its position; ``transl.y`` is untouched. ``contacts (F, 2)`` (left, right), when the author knows
-    them, restricts the carrying points to the feet on the ground.
+    them, names the feet on the ground instead of the height test.
     """
     body = body if body is not None else default_body()
     flat = motion.transl.clone()
     flat[:, [0, 2]] = motion.transl[:1, [0, 2]]
-    J = _pose(motion.copy(transl=flat), body).joints
+    J = _kinematics(motion.copy(transl=flat), body)[0]
     h = flat_foot_heights(body, motion.betas)
-    down = _points_down(J, h, tol)
-    if contacts is not None:
-        down = down & torch.as_tensor(contacts, dtype=torch.bool).repeat(1, 2)
+    if contacts is None:
+        down = _points_down(J, h, tol)
+    else:  # heel and toe of a foot the author put down are both candidates
+        down = torch.as_tensor(contacts, dtype=torch.bool).repeat(1, 2)
     p = J[:, list(_POINTS)][..., [0, 2]]  # (F, 4, 2) with the root held still
     excess = J[:, list(_POINTS), 1] - h
-    out = flat.clone()
-    step = torch.zeros(2)
+    steps = torch.zeros(len(motion), 2)
+    carried = torch.zeros(len(motion), dtype=torch.bool)
     for t in range(1, len(motion)):
         on = down[t] & down[t - 1]
         if bool(on.any()):
             k = int(torch.argmin(torch.where(on, excess[t], torch.full_like(excess[t], float("inf")))))
-            step = p[t - 1, k] - p[t, k]
-        out[t, [0, 2]] = out[t - 1, [0, 2]] + step
+            steps[t], carried[t] = p[t - 1, k] - p[t, k], True
+        else:
+            steps[t] = steps[t - 1]
+    if carried.any():  # before the first carrying foot, move as it then does
+        first = int(torch.nonzero(carried)[0])
+        steps[1:first] = steps[first]
+    out = flat.clone()
+    out[:, [0, 2]] = flat[:1, [0, 2]] + torch.cumsum(steps, 0)
     return motion.copy(transl=out)
 
 
@@ -214,7 +237,7 @@ def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
     return out
 
 
-def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
+def lock_feet(motion: Motion, body: Body | None = None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
               contacts: torch.Tensor | None = None) -> Motion:
     """Pin each stance foot where it landed and solve the legs to reach it (:func:`two_bone_ik`).
 
@@ -226,8 +249,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     found down by height (two frames or more).
     """
     body = body if body is not None else default_body()
-    out = _pose(motion, body)
-    J, T = out.joints, out.transforms[..., :3, :3]
+    J, T = _kinematics(motion, body)
     F = len(motion)
     h = flat_foot_heights(body, motion.betas)
     down = _points_down(J, h, tol, min_frames=2)
@@ -269,7 +291,7 @@ def lock_feet(motion: Motion, body=None, blend: int = 3, tol: float = 0.03, min_
     return motion.copy(body_pose=matrix_to_axis_angle(pose))
 
 
-def make_skate_free(motion: Motion, body=None, travel: bool = True, airborne: torch.Tensor | None = None,
+def make_skate_free(motion: Motion, body: Body | None = None, travel: bool = True, airborne: torch.Tensor | None = None,
                     tol: float = 0.03, contacts: torch.Tensor | None = None) -> Motion:
     """An authored motion with planted feet: grounded per frame, root travel from the stance foot
     (``travel=True``; keep the authored root with ``False``), stance feet locked by leg IK, grounded again.

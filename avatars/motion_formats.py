@@ -52,6 +52,12 @@ def from_arrays(path: Path, data: dict, fps: float | None, body) -> Motion:
     if str(np.asarray(data.get("format", ""))) == NPZ_FORMAT:
         return Motion(float(data["fps"]), data["betas"], data["global_orient"], data["body_pose"], data["transl"],
                       name=str(data.get("name", name)))
+    if "pose_body" in data and "root_orient" in data and not any(k in data for k in ("poses", "smpl_poses")):
+        # AMASS SMPL-X "G" layout: root, 21 body joints and hands in separate arrays
+        F0 = np.asarray(data["pose_body"]).shape[0]
+        data = {**data, "poses": np.concatenate([np.asarray(data["root_orient"], np.float32).reshape(F0, 3),
+                                                 np.asarray(data["pose_body"], np.float32).reshape(F0, 63),
+                                                 np.zeros((F0, 99), np.float32)], 1)}
     pkey = next((k for k in ("poses", "smpl_poses", "pose", "fullpose") if k in data), None)
     tkey = next((k for k in ("trans", "smpl_trans", "transl") if k in data), None)
     if pkey is None:
@@ -70,9 +76,12 @@ def from_arrays(path: Path, data: dict, fps: float | None, body) -> Motion:
     if trans.shape[0] != F:
         raise AmgError(f"{path}: {tkey} has {trans.shape[0]} frames but {pkey} has {F}")
     betas = np.asarray(data.get("betas", np.zeros(10)), np.float32).reshape(-1)[:16]
-    body_pose = poses[:, 3:72].reshape(F, 23, 3).copy()
-    if poses.shape[1] == 165:
-        # SMPL-X: joints 1..21 are SMPL's; SMPL's hand joints 22/23 have no SMPL-X counterpart (fingers)
+    if poses.shape[1] == 72:
+        body_pose = poses[:, 3:72].reshape(F, 23, 3).copy()
+    else:
+        # SMPL-H (156) and SMPL-X (165): joints 1..21 are SMPL's; what follows are fingers (SMPL-H from
+        # 66 on, SMPL-X after jaw and eyes), which SMPL's single hand joints 22/23 cannot take: they stay
+        # at rest, the hand following the wrist
         body_pose = np.concatenate([poses[:, 3:66].reshape(F, 21, 3), np.zeros((F, 2, 3), np.float32)], 1)
     is_amass = "mocap_framerate" in data or "mocap_frame_rate" in data or poses.shape[1] in (156, 165)
     rate = _scalar(data, ("mocap_framerate", "mocap_frame_rate", "fps", "framerate", "frame_rate"), fps or 30.0)

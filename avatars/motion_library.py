@@ -32,6 +32,7 @@ from render.errors import AmgError
 from render.rotations import euler_to_matrix, matrix_to_axis_angle
 
 from .body import default_body as _default_body
+from .contact import ground as ground_contact
 from .contact import make_skate_free
 from .motion import Motion
 
@@ -39,6 +40,8 @@ __all__ = [
     "names", "make", "make_people", "from_text", "parse_text", "TextToMotion", "RuleBasedTextToMotion",
     "JOINT_LIMITS", "ground", "heading_matrix", "register", "describe", "interactions", "solo_of",
 ]
+
+AUTHOR_FPS = 30.0  # motions are built at this rate at least, then resampled to the one asked for
 
 # SMPL joint index -> (min, max) Euler XYZ angles in radians of its local rotation (anatomical ranges,
 # loose: they catch a sign error or a runaway angle, not a subtle pose)
@@ -96,21 +99,10 @@ def heading_matrix(degrees: float) -> torch.Tensor:
 
 
 def ground(motion: Motion, body=None, airborne: torch.Tensor | None = None) -> Motion:
-    """Shift ``transl.y`` per frame so the body's lowest vertex touches ``y = 0``.
-
-    ``airborne (F,)`` metres are added back afterwards (a jump's flight). ``body`` defaults to the
-    default body.
-    """
-    body = body if body is not None else _default_body()
-    with torch.no_grad():
-        v = body(betas=motion.betas[None], global_orient=motion.global_orient, body_pose=motion.body_pose,
-                 transl=motion.transl).vertices
-    low = v[..., 1].min(dim=1).values
-    tr = motion.transl.clone()
-    tr[:, 1] -= low
-    if airborne is not None:
-        tr[:, 1] += airborne
-    return motion.copy(transl=tr)
+    """Shift ``transl.y`` per frame so the body's lowest vertex touches ``y = 0``; ``airborne (F,)``
+    metres are added back afterwards (a jump's flight). ``body`` defaults to the default body. (The
+    per-frame case of :func:`avatars.contact.ground`.)"""
+    return ground_contact(motion, body, per_frame=True, airborne=airborne)
 
 
 def _time(seconds: float, fps: float):
@@ -417,22 +409,27 @@ _LIBRARY: dict[str, Callable] = {
     "dance_pair": dance_pair, "box_pair": box_pair, "handshake": handshake,
 }
 _PAIRS = {"dance_pair", "box_pair", "handshake"}
+_AIRBORNE = {"jump", "run"}  # motions with a flight phase
 
 
 _DESCRIPTIONS: dict[str, str] = {}
 _SOLO: dict[str, str] = {}
 
 
-def register(name: str, fn: Callable | None, description: str, pair: bool = False, solo: str | None = None):
+def register(name: str, fn: Callable | None, description: str, pair: bool = False, solo: str | None = None,
+             airborne: bool = False):
     """Add a motion to the library (or, with ``fn=None``, describe an existing one).
 
     ``description`` is the text actions are matched against; ``solo`` names the one-person motion an
-    interaction falls back to when fewer or more than two people do it.
+    interaction falls back to when fewer or more than two people do it; ``airborne`` marks a motion with
+    a body off the floor on purpose (regrounding after resampling only lifts it out of the floor).
     """
     if fn is not None:
         _LIBRARY[name] = fn
         if pair:
             _PAIRS.add(name)
+        if airborne:
+            _AIRBORNE.add(name)
     _DESCRIPTIONS[name] = description
     if solo is not None:
         _SOLO[name] = solo
@@ -475,8 +472,17 @@ def make_people(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float
         raise AmgError(f"motion {name!r}: unknown; expected one of {', '.join(names())}")
     if not (speed > 0 and math.isfinite(speed)):
         raise AmgError(f"motion {name!r}: speed {speed} must be positive")
-    made = _LIBRARY[name](seconds=seconds, fps=fps, speed=speed, direction=float(direction), body=body)
-    return list(made) if isinstance(made, (list, tuple)) else [made]
+    F, _ = _time(seconds, fps)
+    # feet are planted and the root carried at a fine frame rate, then sampled: a coarse rate would
+    # step the stance foot in jumps
+    rate = max(float(fps), AUTHOR_FPS)
+    made = _LIBRARY[name](seconds=F / fps + 2.0 / rate if rate != fps else seconds, fps=rate, speed=speed,
+                          direction=float(direction), body=body)
+    made = list(made) if isinstance(made, (list, tuple)) else [made]
+    if rate == fps:
+        return made
+    # interpolated frames can dip into the floor or hover: ground again (flights only lift out of it)
+    return [ground_contact(m.resample(fps)[:F], body, per_frame=True, lift_only=name in _AIRBORNE) for m in made]
 
 
 def make(name: str, seconds: float = 3.0, fps: float = 30.0, speed: float = 1.0, direction: float = 0.0,

@@ -682,7 +682,8 @@ _NEW: dict[str, tuple[Callable, bool, str | None]] = {
 
 for _name, _text in DESCRIPTIONS.items():
     _fn, _pair, _solo = _NEW.get(_name, (None, False, None))
-    register(_name, _fn, _text, pair=_pair, solo=_solo)
+    # steps rise above the floor and a piggyback rider rides: regrounding must not pull them down
+    register(_name, _fn, _text, pair=_pair, solo=_solo, airborne=_name in ("climb_steps", "carry_pair"))
 register("dance_pair", None, DESCRIPTIONS["dance_pair"], solo="dance")
 register("box_pair", None, DESCRIPTIONS["box_pair"], solo="box")
 register("handshake", None, DESCRIPTIONS["handshake"], solo="wave")

@@ -61,6 +61,16 @@ class SceneRender:
     joints: list[np.ndarray]
     conditions: dict[str, object] = field(default_factory=dict)
     pose_calls: int = 0  # how many times bodies were posed (one batched call per person)
+    visible_pixels: np.ndarray | None = None  # (P, F) pixels of each person in the instance mask
+
+    def out_of_view(self, min_pixels: int | None = None) -> np.ndarray:
+        """``(P,)`` share of frames in which each person covers fewer than ``min_pixels`` pixels
+        (default: 0.05 percent of the image, at least one pixel)."""
+        if self.visible_pixels is None:
+            return np.zeros(0)
+        if min_pixels is None:
+            min_pixels = max(1, int(0.0005 * self.mask.shape[1] * self.mask.shape[2]))
+        return (self.visible_pixels < min_pixels).mean(axis=1)
 
     @property
     def num_frames(self) -> int:
@@ -113,7 +123,10 @@ def render_scene(people: Sequence[Person], cameras: CameraPath, conditions: Sequ
             depth[f] = r.depth.float().cpu().numpy()
             mask[f] = r.ids.cpu().numpy().astype(np.int32)
             alpha[f] = r.alpha.float().cpu().numpy()
-    result = SceneRender(cameras, rgb, depth, mask, alpha, verts, joints, pose_calls=len(people))
+    # pixels per person per frame: a person filmed off-screen is a silent failure without this
+    visible = np.stack([(mask == i + 1).sum(axis=(1, 2)) for i in range(len(people))])
+    result = SceneRender(cameras, rgb, depth, mask, alpha, verts, joints, pose_calls=len(people),
+                         visible_pixels=visible)
     _derive_conditions(result, people, conditions, seed)
     return result
 

@@ -26,7 +26,7 @@ import torch
 from .errors import AmgError
 from .rotations import matrix_to_quaternion, quaternion_to_matrix, slerp, standardize_quaternion
 
-__all__ = ["Camera", "CameraPath", "intrinsics_from_fov", "look_at_rotation", "OPENCV_TO_OPENGL"]
+__all__ = ["Camera", "CameraPath", "intrinsics_from_fov", "look_at_rotation", "OPENCV_TO_OPENGL", "follow_framing"]
 
 #: Flips y and z: converts between OpenCV (y down, z forward) and OpenGL (y up, z backward) camera axes.
 OPENCV_TO_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
@@ -586,6 +586,39 @@ class CameraPath:
             dt = np.diff(a[:, 0].numpy())
             fps = float(1 / np.median(dt)) if len(dt) and np.median(dt) > 0 else 8.0
         return cls(K.expand(len(a), 3, 3).clone(), R, t, width, height, fps)
+
+
+def follow_framing(points, offset: Sequence[float], fov_deg: float, width: int, height: int,
+                   margin: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and camera offset for :meth:`CameraPath.follow` that keep a whole body in frame.
+
+    Args:
+        points: ``(F, N, 3)`` world points of the people per frame (body vertices or joints), metres.
+        offset: the wanted camera offset from the target; its direction is kept.
+        fov_deg, width, height: the camera's vertical field of view and image size.
+        margin: how much taller than the people the view is.
+    Returns:
+        ``targets (F, 3)``: the people's horizontal centre per frame at their mid-height over the clip
+        (floor to top of head, not an assumed pelvis height); ``offset (3,)``: ``offset`` pushed back
+        where needed so that the clip's tallest extent, times ``margin``, fits the view.
+    """
+    P = _t(points)
+    if P.dim() != 3 or P.shape[-1] != 3 or P.shape[1] == 0:
+        raise AmgError(f"follow: expected (F, N, 3) points of the people, got shape {tuple(P.shape)}")
+    if not torch.isfinite(P).all():
+        raise AmgError("follow: expected finite points of the people, got NaN or inf")
+    lo, hi = P.amin(1), P.amax(1)
+    centre = (lo + hi) / 2
+    mid_y = float((lo[:, 1].min() + hi[:, 1].max()) / 2)
+    targets = torch.stack([centre[:, 0], torch.full_like(centre[:, 0], mid_y), centre[:, 2]], -1)
+    tall = float((hi[:, 1].max() - lo[:, 1].min()) * margin)
+    wide = float(((hi - lo)[:, [0, 2]].norm(dim=-1)).max() * margin) * height / width
+    need = max(tall, wide) / 2 / math.tan(math.radians(fov_deg) / 2)
+    off = _t(offset).reshape(3)
+    dist = float(off.norm())
+    if dist < 1e-9:
+        raise AmgError("follow: offset must not be zero (the camera would sit on its target)")
+    return targets, off * max(1.0, need / dist)
 
 
 def _default_camera(eye=(0.0, 1.0, 3.5), target=(0.0, 0.9, 0.0), fov_deg=50.0, width=256, height=256) -> Camera:

@@ -216,12 +216,26 @@ def test_default_body_raised_right_arm_goes_up():
 
 
 @needs_default
-def test_default_body_gender_shifts_template():
+def test_default_body_gender_is_the_neutral_body_with_the_gender_shape():
+    """A gendered default body is the neutral body shaped by the file's gender betas: same vertices and
+    joints, rest and posed (a shift with the wrong sign or scale, joints left at the neutral skeleton,
+    or the wrong gender row would all show)."""
     n = BodyModel.load("default")
-    f = BodyModel.load("default", gender="female")
-    m = BodyModel.load("default", gender="male")
-    hn, hf, hm = (b.v_template[:, 1].max() - b.v_template[:, 1].min() for b in (n, f, m))
-    assert hf < hn < hm
+    with np.load(DEFAULT_BODY_PATH) as d:
+        names = [str(x) for x in d["gender_names"]]
+        gender_betas = d["gender_betas"][:, : n.num_betas]
+    x = random_inputs(2, n.num_betas, scale=0.4)
+    heights = {}
+    for gender in ("female", "male"):
+        g = BodyModel.load("default", gender=gender)
+        betas = torch.as_tensor(gender_betas[names.index(gender)], dtype=torch.float32).expand(2, -1)
+        a = g(global_orient=x["global_orient"], body_pose=x["body_pose"], transl=x["transl"])
+        b = n(betas=betas, global_orient=x["global_orient"], body_pose=x["body_pose"], transl=x["transl"])
+        assert (a.vertices - b.vertices).abs().max() < 1e-5 and (a.joints - b.joints).abs().max() < 1e-5
+        assert (g.v_template - n.v_template).abs().max() > 1e-3  # the shape really changed
+        heights[gender] = float(g.v_template[:, 1].max() - g.v_template[:, 1].min())
+    hn = float(n.v_template[:, 1].max() - n.v_template[:, 1].min())
+    assert heights["female"] < hn < heights["male"]
 
 
 def write_synthetic_smplx(path, rng, V=10475):

@@ -26,14 +26,16 @@ def test_two_bone_ik_reaches_reachable_targets_with_the_least_knee_change():
     F = 64
     hip = torch.randn(F, 3, generator=g, dtype=torch.float64)
     u = torch.randn(F, 3, generator=g, dtype=torch.float64) * 0.4
-    n = torch.nn.functional.normalize(torch.cross(u, torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1), dim=-1)
+    side = torch.randn(F, 3, generator=g, dtype=torch.float64)
+    n = torch.nn.functional.normalize(torch.cross(u, side, dim=-1), dim=-1)
     bend = torch.rand(F, generator=g, dtype=torch.float64) * 2.0 + 0.2
     v = torch.stack([_rot(n[i], float(bend[i])) @ u[i] for i in range(F)]) * 1.1  # shank in the bend plane
     knee, ankle = hip + u, hip + u + v
     # targets at a reachable distance in a random direction
     lu, lv = u.norm(dim=-1), v.norm(dim=-1)
     d = (lu - lv).abs() + (lu + lv - (lu - lv).abs()) * (0.1 + 0.8 * torch.rand(F, generator=g, dtype=torch.float64))
-    target = hip + torch.nn.functional.normalize(torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1) * d[:, None]
+    way = torch.nn.functional.normalize(torch.randn(F, 3, generator=g, dtype=torch.float64), dim=-1)
+    target = hip + way * d[:, None]
     knee_rot, hip_rot = two_bone_ik(hip, knee, ankle, target, n)
     reached = hip + (hip_rot @ (u + (knee_rot @ v[..., None])[..., 0])[..., None])[..., 0]
     assert (reached - target).norm(dim=-1).max() < 1e-6
@@ -41,7 +43,10 @@ def test_two_bone_ik_reaches_reachable_targets_with_the_least_knee_change():
     # slow reference: the smallest knee turn about n that gives the wanted hip-ankle distance, by grid search
     grid = torch.linspace(-math.pi, math.pi, 4001, dtype=torch.float64)
     for i in range(0, F, 8):
-        f = torch.stack([(u[i] + _rot(n[i], float(a)) @ v[i]).norm() for a in grid]) - d[i]
+        a = grid[:, None]  # Rodrigues' rotation of the shank for every grid angle at once
+        nv = torch.cross(n[i], v[i], dim=0)
+        rv = v[i] * torch.cos(a) + nv * torch.sin(a) + n[i] * (n[i] @ v[i]) * (1 - torch.cos(a))
+        f = (u[i] + rv).norm(dim=-1) - d[i]
         cross = torch.nonzero(f[:-1] * f[1:] <= 0)[:, 0]
         roots = grid[cross] - f[cross] * (grid[cross + 1] - grid[cross]) / (f[cross + 1] - f[cross])
         best = roots[roots.abs().argmin()]

@@ -87,12 +87,14 @@ def test_npz_round_trip(tmp_path):
 def test_amass_zup_to_yup(tmp_path, body):
     """An AMASS file is a Y-up motion seen in a Z-up world; loading must give back the Y-up motion."""
     m = random_motion(F=6, nb=body.num_betas)
+    m.body_pose[:, 21:] = 0.0  # SMPL-H holds fingers where SMPL has its hand joints
     rot = torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # Y-up -> Z-up
     pelvis = body.rest(m.betas[None])[1][0, 0]
     z = m.transformed(rot, pelvis=pelvis)
     poses = np.zeros((6, 156), np.float32)
     poses[:, :3] = z.global_orient.numpy()
-    poses[:, 3:72] = z.body_pose.reshape(6, 69).numpy()
+    poses[:, 3:66] = z.body_pose[:, :21].reshape(6, 63).numpy()
+    poses[:, 66:] = 0.7  # finger rotations must not reach SMPL's hand joints
     path = tmp_path / "amass.npz"
     np.savez(path, poses=poses, trans=z.transl.numpy(), mocap_framerate=np.array(120.0),
              betas=np.pad(m.betas.numpy(), (0, 16 - body.num_betas)), gender=np.array("neutral"))
@@ -105,6 +107,30 @@ def test_amass_zup_to_yup(tmp_path, body):
     yj = body(betas=m.betas[None], global_orient=back.global_orient, body_pose=back.body_pose,
               transl=back.transl).joints
     assert torch.allclose(yj, zj @ rot, atol=1e-4)  # rot^T applied to column vectors
+
+
+@pytest.mark.parametrize("layout", ["smplh_156", "smplx_165", "smplx_55x3", "smplx_separate"])
+def test_amass_hand_joints_never_come_from_fingers(tmp_path, body, layout):
+    """SMPL-H/SMPL-X files: joints 1..21 as written, SMPL's hand joints 22/23 at rest (the hand follows the
+    wrist), whatever the finger channels hold."""
+    F = 4
+    g = np.random.default_rng(1)
+    root, body21 = g.normal(scale=0.3, size=(F, 3)), g.normal(scale=0.3, size=(F, 21, 3))
+    width = 156 if layout == "smplh_156" else 165
+    poses = g.normal(scale=1.0, size=(F, width)).astype(np.float32)  # fingers, jaw, eyes: large, random
+    poses[:, :3], poses[:, 3:66] = root, body21.reshape(F, 63)
+    arrays = dict(trans=np.zeros((F, 3)), mocap_framerate=np.array(60.0))
+    if layout == "smplx_55x3":
+        arrays["poses"] = poses.reshape(F, 55, 3)
+    elif layout == "smplx_separate":
+        arrays.update(root_orient=root, pose_body=body21.reshape(F, 63), pose_hand=poses[:, 75:165])
+    else:
+        arrays["poses"] = poses
+    np.savez(tmp_path / "a.npz", **arrays)
+    m = Motion.load(tmp_path / "a.npz", body=body)
+    assert m.fps == 60.0
+    assert torch.allclose(m.body_pose[:, :21], torch.as_tensor(body21, dtype=torch.float32), atol=1e-6)
+    assert torch.equal(m.body_pose[:, 21:], torch.zeros(F, 2, 3))
 
 
 def test_smpl_pkl_and_aist_keys(tmp_path, body):
@@ -123,10 +149,15 @@ def test_bvh_round_trip(tmp_path, body):
     m = random_motion(F=8, nb=body.num_betas, scale=0.5)
     # SMPL's hand joints have no BVH counterpart in common rigs but do in our export
     save_bvh(m, tmp_path / "m.bvh", body=body)
-    back = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas)
+    back = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas, ground=False)
     assert back.fps == pytest.approx(30.0)
     assert rotations_close(back.full_pose, m.full_pose, atol=1e-4)
     assert torch.allclose(back.transl, m.transl, atol=1e-4)
+    # grounded by default: the same motion with its lowest foot point on the floor
+    floor = load_bvh(tmp_path / "m.bvh", body=body, betas=m.betas)
+    assert torch.allclose(floor.transl[:, [0, 2]], m.transl[:, [0, 2]], atol=1e-4)
+    dy = floor.transl[:, 1] - m.transl[:, 1]
+    assert torch.allclose(dy, dy[:1].expand_as(dy), atol=1e-5)
 
 
 def _bvh_text(arm_down_deg, frames):
@@ -316,6 +347,28 @@ def test_library_motion_is_plausible(name, library, default_body):
         for f in range(0, len(m), 2):
             inside = _inside_hull(probes[f].numpy(), out.vertices[f, torso][::5].numpy())
             assert not inside.any(), f"{name}: limb inside the torso at frame {f}"
+
+
+@needs_default
+@pytest.mark.parametrize("name", ["walk", "run", "dance", "box", "fence", "turn_around", "dance_pair", "box_pair",
+                                  "handshake"])
+def test_library_feet_do_not_skate(name, library, default_body):
+    """Stance feet stay put (the benchmark's goal: 0.5 cm per frame at 30 fps, 15 cm/s) and gait knees
+    bend like real ones."""
+    from avatars.contact import flat_foot_heights, foot_slide, knee_angles
+
+    h = flat_foot_heights(default_body)
+    for m in library[name]:
+        J = default_body(betas=m.betas[None], global_orient=m.global_orient, body_pose=m.body_pose,
+                         transl=m.transl).joints
+        s = foot_slide(J, h, min_frames=2)
+        assert (~torch.isnan(s)).any(), f"{name}: never stands"
+        assert float(s[~torch.isnan(s)].mean()) * m.fps < 0.15, f"{name}: skates"
+        knees = knee_angles(J)
+        if name == "walk":
+            assert knees.min() < 10 and 55 < knees.max() < 75
+        if name == "run":
+            assert 95 < knees.max() < 125
 
 
 @needs_default
