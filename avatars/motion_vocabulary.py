@@ -318,7 +318,7 @@ def push(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     p, contacts, _ = _gait(t, speed, replace(_WALK, cadence=0.7, hip_amp=14.0, arm_amp=0.0, elbow=0.0, lean=0.3))
     p.euler[:, [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, SPINE1, SPINE3]] = 0.0
     p.set(L_SHOULDER, y=-1.35, z=-0.2).set(R_SHOULDER, y=1.35, z=0.2).set(L_ELBOW, y=-0.25).set(R_ELBOW, y=0.25)
-    p.set(SPINE1, x=0.3).set(0, x=0.15)  # the whole body leans into the push
+    p.set(SPINE1, x=0.3).set(SPINE2, x=0.15)  # the upper body leans into the push
     return _build(p, fps, "push", direction, body, planted=contacts, travel=True)
 
 
