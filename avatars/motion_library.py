@@ -416,16 +416,20 @@ _DESCRIPTIONS: dict[str, str] = {}
 _SOLO: dict[str, str] = {}
 
 
-def register(name: str, fn: Callable | None, description: str, pair: bool = False, solo: str | None = None):
+def register(name: str, fn: Callable | None, description: str, pair: bool = False, solo: str | None = None,
+             airborne: bool = False):
     """Add a motion to the library (or, with ``fn=None``, describe an existing one).
 
     ``description`` is the text actions are matched against; ``solo`` names the one-person motion an
-    interaction falls back to when fewer or more than two people do it.
+    interaction falls back to when fewer or more than two people do it; ``airborne`` marks a motion with
+    a body off the floor on purpose (regrounding after resampling only lifts it out of the floor).
     """
     if fn is not None:
         _LIBRARY[name] = fn
         if pair:
             _PAIRS.add(name)
+        if airborne:
+            _AIRBORNE.add(name)
     _DESCRIPTIONS[name] = description
     if solo is not None:
         _SOLO[name] = solo

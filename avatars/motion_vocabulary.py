@@ -318,7 +318,7 @@ def push(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     p, contacts, _ = _gait(t, speed, replace(_WALK, cadence=0.7, hip_amp=14.0, arm_amp=0.0, elbow=0.0, lean=0.3))
     p.euler[:, [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, SPINE1, SPINE3]] = 0.0
     p.set(L_SHOULDER, y=-1.35, z=-0.2).set(R_SHOULDER, y=1.35, z=0.2).set(L_ELBOW, y=-0.25).set(R_ELBOW, y=0.25)
-    p.set(SPINE1, x=0.3).set(0, x=0.15)  # the whole body leans into the push
+    p.set(SPINE1, x=0.3).set(SPINE2, x=0.15)  # the upper body leans into the push
     return _build(p, fps, "push", direction, body, planted=contacts, travel=True)
 
 
@@ -455,7 +455,10 @@ def hug(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
     hands together, hold the embrace and let go."""
     body = body if body is not None else _default_body()
     F, t = _time(seconds, fps)
-    w = _smooth_step((t * speed - 0.2) / 0.7) * _smooth_step((seconds * speed - 0.3 - t * speed) / 0.6)
+    # arms close over the first quarter (at most 0.6 s); a clip long enough to show it lets go at the end
+    u, T = t * speed, seconds * speed
+    ramp = min(0.6, 0.25 * T)
+    w = _smooth_step(u / ramp) * (_smooth_step((T - u) / 0.5) if T >= 2.5 else 1.0)
     d = 0.42
     around = {L_SHOULDER: (0, -1.2, -0.3), R_SHOULDER: (0, 1.2, 0.3), L_ELBOW: (0, -1.6, 0),
               R_ELBOW: (0, 1.6, 0), SPINE1: (0.08, 0, 0), HEAD: (0, 0.4, 0)}
@@ -576,7 +579,25 @@ def carry_pair(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
                transl=rb.transl[:1]).joints[0]
     want = Ja[:, 3] - facing * 0.24 + torch.tensor([0.0, 0.12, 0.0])
     b = rb.copy(transl=rb.transl + (want - Jr0[0]))
-    return [a, b]
+    with torch.no_grad():
+        Jb = body(betas=b.betas[None], global_orient=b.global_orient, body_pose=b.body_pose, transl=b.transl).joints
+    # contacts: the carrier's hands under the rider's knees, the rider's hands clasped on the carrier's chest
+    reach(pa, {L_HAND: Jb[:, L_KNEE].double(), R_HAND: Jb[:, R_KNEE].double()}, transl=a.transl, heading=direction,
+          body=body)
+    chest = Ja[:, SPINE3].double() + facing.double() * 0.14
+    across = heading_matrix(direction + 90.0).double()[:, 2] * 0.008
+    reach(rider, {L_HAND: chest + across, R_HAND: chest - across}, transl=b.transl, heading=direction, body=body)
+    return [_with_arms(a, pa), _with_arms(b, rider)]
+
+
+def _with_arms(m: Motion, p: _Pose) -> Motion:
+    """``m`` with the shoulder and elbow rotations of ``p`` (solved after ``m`` was finished)."""
+    from render.rotations import matrix_to_axis_angle
+
+    arms = [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW]
+    bp = m.body_pose.clone()
+    bp[:, [j - 1 for j in arms]] = matrix_to_axis_angle(euler_to_matrix(p.euler[:, arms], "XYZ")).float()
+    return m.copy(body_pose=bp)
 
 
 def lead_follow(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
@@ -661,7 +682,8 @@ _NEW: dict[str, tuple[Callable, bool, str | None]] = {
 
 for _name, _text in DESCRIPTIONS.items():
     _fn, _pair, _solo = _NEW.get(_name, (None, False, None))
-    register(_name, _fn, _text, pair=_pair, solo=_solo)
+    # steps rise above the floor and a piggyback rider rides: regrounding must not pull them down
+    register(_name, _fn, _text, pair=_pair, solo=_solo, airborne=_name in ("climb_steps", "carry_pair"))
 register("dance_pair", None, DESCRIPTIONS["dance_pair"], solo="dance")
 register("box_pair", None, DESCRIPTIONS["box_pair"], solo="box")
 register("handshake", None, DESCRIPTIONS["handshake"], solo="wave")

@@ -152,8 +152,7 @@ DIRECTIONS = [("towards the camera", 0.0), ("toward the camera", 0.0), ("to the 
               ("to the left", -90.0), ("leftward", -90.0), ("leftwards", -90.0),
               ("to the right", 90.0), ("rightward", 90.0), ("rightwards", 90.0)]
 #: Path phrases -> path name.
-PATHS = {"in a circle": "circle", "in circles": "circle", "around in a circle": "circle",
-         "back and forth": "back_and_forth"}
+PATHS = {"in a circle": "circle", "in circles": "circle", "around in a circle": "circle"}
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*|\d+|[,.;:!?]")
 
@@ -279,7 +278,7 @@ class Action:
         words: lemmas of the other content words (objects, particles, purpose verbs).
         speed: tempo factor from speed words (1.0 when none).
         direction: heading in degrees from a direction phrase, or None.
-        path: ``"circle"``, ``"back_and_forth"`` or None.
+        path: ``"circle"`` or None.
         span: ``(start, end)`` characters in the prompt.
     """
 

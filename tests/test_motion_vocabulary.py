@@ -110,6 +110,11 @@ def test_high_five_and_clap_contacts(vocabulary):
     k = len(pa) // 2
     near = torch.cdist(ja[k, [L_HAND, R_HAND]], vb[k]).min(dim=1).values
     assert (near < 0.06).all()  # both hands on the pushed one's body
+    carrier, rider = vocabulary["carry_pair"]
+    jc, jr = _out(carrier).joints, _out(rider).joints
+    assert (jc[:, [L_HAND, R_HAND]] - jr[:, [4, 5]]).norm(dim=-1).max() < 0.03  # holding the rider's knees
+    assert (jr[:, L_HAND] - jr[:, R_HAND]).norm(dim=-1).max() < 0.03  # the rider's hands clasped
+    assert (jr[:, 0, 1] > jc[:, 0, 1] + 0.05).all()  # riding higher than the carrier's pelvis
 
 
 @needs_default
