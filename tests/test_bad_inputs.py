@@ -239,7 +239,8 @@ def bad_adapter(tmp_path: Path, good: Path, kind: str) -> tuple[Path, Path]:
 
     d = tmp_path / f"adapter_{kind}"
     shutil.copytree(good, d)
-    target = d / ("adapter.json" if kind in ("empty", "wrong_schema") else "adapter.safetensors")
+    # peft's layout (finetune.adapters): adapter_config.json + adapter_model.safetensors
+    target = d / ("adapter_config.json" if kind in ("empty", "wrong_schema") else "adapter_model.safetensors")
     data = target.read_bytes()
     if kind == "truncated":
         target.write_bytes(data[: len(data) // 2])
@@ -248,7 +249,7 @@ def bad_adapter(tmp_path: Path, good: Path, kind: str) -> tuple[Path, Path]:
     elif kind == "random":
         target.write_bytes(np.random.default_rng(2).integers(0, 256, 512, np.uint8).tobytes())
     else:
-        target.write_text(json.dumps({"rank": 4, "format": "amg-adapter/1"}))
+        target.write_text(json.dumps({"rank": 4, "format": "amg-adapter/1"}))  # not peft's schema
     return d, target
 
 
@@ -272,7 +273,7 @@ APP = {
     "camera": ("amg.render", lambda f: TINY + ["camera=file", f"camera.path={f}"]),
     "ply": ("amg.render", lambda f: TINY + [f"avatar.ply={f}"]),
     "video": ("amg.evaluate", lambda f: [f"generated={f}", f"reference={f}"]),
-    "manifest": ("amg.train", lambda f: [f"model.path={f.parent / 'base'}", f"data.manifest={f}"]),
+    "manifest": ("amg.train", lambda f: [f"backbone.path={f.parent / 'base'}", f"data.manifest={f}"]),
 }
 
 

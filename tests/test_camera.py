@@ -245,8 +245,8 @@ def test_one_default_camera():
 
     conf = Path(__file__).resolve().parents[1] / "conf" / "camera"
     for name in ("static", "zoom", "pan"):  # the configs start from the same studio camera as the code
-        # each camera file starts from the shared base (conf/base/camera.yaml) listed in its defaults
-        c = OmegaConf.merge(OmegaConf.load(conf.parent / "base" / "camera.yaml"), OmegaConf.load(conf / f"{name}.yaml"))
+        # each camera file starts from the shared base (conf/shared/camera.yaml) listed in its defaults
+        c = OmegaConf.merge(OmegaConf.load(conf.parent / "shared" / "camera.yaml"), OmegaConf.load(conf / f"{name}.yaml"))
         assert (tuple(c.eye), tuple(c.target), c.fov_deg) == (DEFAULT_EYE, DEFAULT_TARGET, DEFAULT_FOV_DEG), name
     cam = default_camera()
     assert torch.allclose(cam.center, torch.tensor(DEFAULT_EYE, dtype=torch.float64))

@@ -68,9 +68,12 @@ def leftover(path: Path, text: bytes) -> Path:
 
 
 # 1 ------------------------------------------------------------------------------------------------------
-def _records(folder: Path, n: int) -> list[dict]:
-    return [{"video": str(folder / f"clip{i}.mp4"), "avatar": str(folder / f"avatar{i}.mp4"), "caption": f"scene {i}",
-             "frames": [0, 8], "fps": 8.0, "appearance": ["a man"], "people": 1} for i in range(n)]
+def _records(folder: Path, n: int) -> list:
+    from finetune.data import ClipRecord
+
+    return [ClipRecord(video=str(folder / f"clip{i}.mp4"), avatar=str(folder / f"avatar{i}.mp4"),
+                       caption=f"scene {i}", frames=(0, 8), fps=8.0, appearance=("a man",), people=1)
+            for i in range(n)]
 
 
 def test_1_temp_leftovers_are_not_manifests(tmp_path):

@@ -164,7 +164,7 @@ def _accelerate(base, manifest, run_dir, batch_size, extra=()):
     """
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
             "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-            "--dynamo_backend", "no", "-m", "amg.train", f"model.path={base}", f"data.manifest={manifest}",
+            "--dynamo_backend", "no", "-m", "amg.train", f"backbone.path={base}", f"data.manifest={manifest}",
             f"train.batch_size={batch_size}", f"hydra.run.dir={run_dir}"] + TRAIN + list(extra)
 
 
