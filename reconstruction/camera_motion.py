@@ -152,7 +152,7 @@ def rotating_path(path: CameraPath, rotations: np.ndarray) -> CameraPath:
     return CameraPath(path.K, R, t.clone(), path.width, path.height, path.fps)
 
 
-def floor_plane(points: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0]), min_spread: float = 0.6,
+def floor_plane(points: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0]), min_spread: float = 1.0,
                 max_tilt_deg: float = 30.0) -> tuple[np.ndarray, float]:
     """The floor through foot contact points ``(N,3)`` (world metres): unit normal ``(3,)`` and offset.
 

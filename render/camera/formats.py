@@ -167,14 +167,20 @@ class PathFormats:
         frames = data.get("camera_path")
         if not frames:
             raise AmgError("field 'camera_path': expected at least one camera, got zero")
-        height = int(data.get("render_height", 256))
-        width = int(data.get("render_width", round(height * float(frames[0].get("aspect", 1.0)))))
-        fps = float(data.get("fps", 8.0))
-        M = _world_to_up(world_up)
-        cams = []
+        if not isinstance(frames, list):
+            raise AmgError(f"field 'camera_path': expected a list of cameras, got {type(frames).__name__}")
         for i, f in enumerate(frames):
             if not isinstance(f, dict) or "camera_to_world" not in f:
                 raise AmgError(f"field camera_path[{i}].camera_to_world: missing; expected 16 numbers (a 4x4 matrix)")
+        try:
+            height = int(data.get("render_height", 256))
+            width = int(data.get("render_width", round(height * float(frames[0].get("aspect", 1.0)))))
+            fps = float(data.get("fps", 8.0))
+        except (TypeError, ValueError, OverflowError):
+            raise AmgError("fields 'render_height', 'render_width', 'aspect', 'fps': expected numbers") from None
+        M = _world_to_up(world_up)
+        cams = []
+        for i, f in enumerate(frames):
             c2w = _finite(f.get("camera_to_world"), f"camera_path[{i}].camera_to_world", 16).reshape(4, 4)
             _check_rotation(c2w[:3, :3], f"camera_path[{i}].camera_to_world")
             fov = float(_finite(f.get("fov", 50.0), f"camera_path[{i}].fov", 1)[0])
