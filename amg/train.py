@@ -33,13 +33,18 @@ def check_inputs(base: str, manifest: str) -> int:
     """Check the base model folder and every clip of the manifest before any training output is written.
 
     A manifest row pointing at a missing clip or avatar video is found here, not at step 1 after
-    ``meta.json``, ``loss.csv`` and a tensorboard file were written. Returns the number of clips.
+    ``meta.json``, ``loss.csv`` and a tensorboard file were written. Returns the number of clips (0 for a
+    folder of render-stage clips, which the method's own dataset reads).
     """
     from finetune.data import read_manifest
+    from render.io import list_outputs
 
     folder = Path(str(base))
     if not folder.is_dir():
         raise AmgError(f"backbone.path={base}: no such folder; expected the base model folder (diffusers layout)")
+    m = Path(str(manifest))
+    if m.is_dir() and not list_outputs(m, "*.jsonl"):
+        return 0  # a folder of render-stage clips (LeviTor, the 3D-box model, Image Conductor): its dataset reads it
     records = read_manifest(str(manifest))
     for i, rec in enumerate(records):
         for what in ("video", "avatar"):
