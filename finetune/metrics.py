@@ -150,15 +150,6 @@ def lk_track_points(video, points, window: int = 15, levels: int = 3) -> tuple[n
         visible[:, k] = visible[:, k - 1] & (status.ravel() == 1) & inside
         tracks[:, k] = np.where(visible[:, k, None], nxt, tracks[:, k - 1])
     return tracks, visible
-    gray = [cv2.cvtColor(fr, cv2.COLOR_RGB2GRAY) for fr in video]
-    for k in range(1, f):
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(gray[k - 1], gray[k], tracks[:, k - 1].reshape(-1, 1, 2).copy(),
-                                                  None, winSize=(window, window), maxLevel=levels)
-        nxt = nxt.reshape(-1, 2)
-        inside = (nxt[:, 0] >= 0) & (nxt[:, 0] <= w - 1) & (nxt[:, 1] >= 0) & (nxt[:, 1] <= h - 1)
-        visible[:, k] = visible[:, k - 1] & (status.ravel() == 1) & inside
-        tracks[:, k] = np.where(visible[:, k, None], nxt, tracks[:, k - 1])
-    return tracks, visible
 
 
 def tracklet_correlation(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
