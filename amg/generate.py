@@ -104,44 +104,35 @@ class VideoGenerator:
 class DiTVideoGenerator:
     """``model=wan|cogvideox|wan_vace``: AMG on a diffusion-transformer backbone, or Wan VACE zero-shot.
 
-    The keys of ``conf/model/<family>.yaml`` are passed through to
-    :func:`finetune.pipelines.select.generate_video`; the folders are checked here, before any rendering.
+    The keys of ``conf/model/<family>.yaml`` go to :mod:`finetune.pipelines.select`; the pipeline is loaded
+    here, when the config is read, so a wrong folder or adapter fails before any rendering.
     """
 
     def __init__(self, family: str, path: str, adapter: str | None = None, progress: bool = True, **options):
-        from finetune.pipelines.select import FAMILIES
+        from omegaconf import OmegaConf
 
-        if family not in FAMILIES:
-            raise AmgError(f"model.family={family}: expected one of {', '.join(FAMILIES)}")
+        from finetune.pipelines.select import load_video_pipeline
+
         if not Path(str(path)).is_dir():
             raise AmgError(f"model.path={path}: no such folder; expected the {family} model folder (diffusers layout)")
         if adapter is not None and not Path(str(adapter)).exists():
             raise AmgError(f"model.adapter={adapter}: no such folder; expected an adapter written by amg.train")
-        torch_dtype(str(options.get("dtype", "auto")), "model.dtype")
-        self.cfg = {"family": family, "path": str(path), **({} if adapter is None else {"adapter": str(adapter)}),
-                    **options}
+        self.cfg = OmegaConf.create({"family": family, "path": str(path),
+                                     **({} if adapter is None else {"adapter": str(adapter)}), **options})
+        self.pipe = load_video_pipeline(self.cfg)
 
     def count_tokens(self, text: str) -> tuple[int, int]:
         """The prompt's token count with the model's own tokenizer and ``max_sequence_length``."""
-        from transformers import AutoTokenizer
-
-        limit = int(self.cfg.get("max_sequence_length", 512))
-        try:
-            tok = AutoTokenizer.from_pretrained(str(Path(self.cfg["path"]) / "tokenizer"))
-        except Exception as e:  # a folder without a readable tokenizer: say so before rendering
-            raise AmgError(f"model.path={self.cfg['path']}: no readable tokenizer/ ({type(e).__name__})") from None
-        return len(tok(text).input_ids), limit
+        return len(self.pipe.tokenizer(text).input_ids), int(self.cfg.get("max_sequence_length", 512))
 
     def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool,
                  masks: np.ndarray | None = None, depth: np.ndarray | None = None) -> np.ndarray:
         """``(F,H,W,3)`` uint8 video from the avatar video ``(F,H,W,3)`` uint8, person ids ``masks (F,H,W)``
         and metric ``depth (F,H,W)``."""
-        from omegaconf import OmegaConf
-
         from finetune.pipelines.select import generate_video
 
-        return generate_video(OmegaConf.create(self.cfg), scene_prompt, avatar_video, masks=masks, depth=depth, seed=seed,
-                              progress=progress)
+        return generate_video(self.cfg, scene_prompt, avatar_video, masks=masks, depth=depth, seed=seed,
+                              progress=progress, pipe=self.pipe)
 
 
 def no_video_model(path: str | None = None, adapter: str | None = None, progress: bool = True) -> None:

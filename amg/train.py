@@ -29,29 +29,11 @@ from render.errors import AmgError
 from .build import hydra_app
 
 
-def check_inputs(base: str, manifest: str) -> int:
-    """Check the base model folder and every clip of the manifest before any training output is written.
-
-    A manifest row pointing at a missing clip or avatar video is found here, not at step 1 after
-    ``meta.json``, ``loss.csv`` and a tensorboard file were written. Returns the number of clips (0 for a
-    folder of render-stage clips, which the method's own dataset reads).
-    """
-    from finetune.data import read_manifest
-    from render.io import list_outputs
-
-    folder = Path(str(base))
-    if not folder.is_dir():
+def check_inputs(base: str) -> None:
+    """Check the base model folder before the model loads. (Every clip of a manifest is checked when its
+    dataset is built, before the loop writes ``meta.json``, ``loss.csv`` or a tensorboard file.)"""
+    if not Path(str(base)).is_dir():
         raise AmgError(f"backbone.path={base}: no such folder; expected the base model folder (diffusers layout)")
-    m = Path(str(manifest))
-    if m.is_dir() and not list_outputs(m, "*.jsonl"):
-        return 0  # a folder of render-stage clips (LeviTor, the 3D-box model, Image Conductor): its dataset reads it
-    records = read_manifest(str(manifest))
-    for i, rec in enumerate(records):
-        for what in ("video", "avatar"):
-            p = Path(getattr(rec, what))
-            if not p.is_file():
-                raise AmgError(f"{p}: no such {what} video (clip {i} of data.manifest={manifest})")
-    return len(records)
 
 
 @dataclass
@@ -83,7 +65,7 @@ def run(cfg: DictConfig, out_dir: Path):
         raise AmgError(f"backbone.path: missing; expected the base {cfg.backbone.family} folder (diffusers layout)")
     if OmegaConf.is_missing(cfg.data, "manifest"):
         raise AmgError("data.manifest: missing; expected the jsonl manifest (or folder of them) written by amg.prep")
-    check_inputs(cfg.backbone.path, cfg.data.manifest)
+    check_inputs(cfg.backbone.path)
     spec = instantiate(cfg.backbone, _convert_="all")
     method = instantiate(cfg.method).use(spec)
     loop = OmegaConf.to_object(cfg.train)

@@ -324,15 +324,9 @@ def tpose_error(pos: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
 
 def tpose_frames(pos: np.ndarray, mapping: dict[int, int], max_deg: float = 20.0) -> list[tuple[int, int]]:
     """``[start, end)`` frame ranges in which the skeleton stands in a T-pose (within ``max_deg``)."""
-    ok = tpose_error(pos, mapping) < max_deg
-    out, start = [], None
-    for t, v in enumerate(list(ok) + [False]):
-        if v and start is None:
-            start = t
-        elif not v and start is not None:
-            out.append((start, t))
-            start = None
-    return out
+    from .contact import true_runs
+
+    return true_runs(tpose_error(pos, mapping) < max_deg)
 
 
 def _frame_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ project's world (Y-up, metres) and SMPL joint order (ankles 7/8, knees 4/5, hips
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -27,7 +28,7 @@ from .lbs import batch_rigid_transform, skin_vertices
 from .motion import Motion
 
 __all__ = ["ANKLES", "TOES", "flat_foot_heights", "foot_contacts", "foot_slide", "ground", "stance_root_motion",
-           "two_bone_ik", "lock_feet", "make_skate_free", "rest_ankle_height", "knee_angles"]
+           "two_bone_ik", "lock_feet", "make_skate_free", "rest_ankle_height", "knee_angles", "true_runs"]
 
 ANKLES = (7, 8)  # left, right
 TOES = (10, 11)
@@ -77,7 +78,7 @@ def _points_down(joints: torch.Tensor, heights: torch.Tensor, tol: float, min_fr
     down = joints[:, list(_POINTS), 1] < torch.as_tensor(heights, dtype=joints.dtype) + tol
     if min_frames > 1:
         for k in range(down.shape[1]):
-            for s, e in _spans(down[:, k]):
+            for s, e in true_runs(down[:, k]):
                 if e - s < min_frames:
                     down[s:e, k] = False
     return down
@@ -246,16 +247,17 @@ def _min_rotation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return axis_angle_to_matrix(axis / s.clamp_min(1e-12) * ang)
 
 
-def _spans(mask: torch.Tensor) -> list[tuple[int, int]]:
-    """``[start, end)`` runs of True in a 1-D bool tensor."""
+def true_runs(mask) -> list[tuple[int, int]]:
+    """Half-open ``(start, stop)`` runs of True in a 1-D bool mask (tensor, array or list), in order."""
     out, start = [], None
-    for t, on in enumerate(mask.tolist() + [False]):
+    for t, on in enumerate([bool(x) for x in np.asarray(mask, dtype=bool).reshape(-1)] + [False]):
         if on and start is None:
             start = t
         elif not on and start is not None:
             out.append((start, t))
             start = None
     return out
+
 
 
 def lock_feet(motion: Motion, body: Body | None = None, blend: int = 3, tol: float = 0.03, min_knee_deg: float = 6.0,
@@ -283,7 +285,7 @@ def lock_feet(motion: Motion, body: Body | None = None, blend: int = 3, tol: flo
         on = down[:, side] | down[:, 2 + side]
         if contacts is not None:  # the author's stance, and any later frames the foot still rests
             on = torch.as_tensor(contacts, dtype=torch.bool)[:, side] | on
-        for s, e in _spans(on):
+        for s, e in true_runs(on):
             # pin the lower point; when the heel lifts and the toe is lower, the toe takes over where it is
             pin = toe if excess[s, 2 + side] < excess[s, side] else ankle
             anchor = J[s, pin, [0, 2]].clone()

@@ -49,11 +49,18 @@ class _FlashLikeAttention(torch.autograd.Function):
         with torch.no_grad():
             out = _SDPA(q, k, v, **kwargs)
         ctx.save_for_backward(q, k, v, out)
+        ctx.kwargs = kwargs
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # pragma: no cover - the estimate never runs backward
-        raise NotImplementedError
+    def backward(ctx, grad):
+        # as flash attention does: recompute the attention from q, k, v instead of having stored it
+        q, k, v, _ = ctx.saved_tensors
+        with torch.enable_grad():
+            qkv = [t.detach().requires_grad_() for t in (q, k, v)]
+            out = _SDPA(*qkv, **ctx.kwargs)
+            dq, dk, dv = torch.autograd.grad(out, qkv, grad)
+        return dq, dk, dv, None
 
 
 _SDPA = torch.nn.functional.scaled_dot_product_attention

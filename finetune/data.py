@@ -192,6 +192,11 @@ class ClipDataset(torch.utils.data.Dataset):
                  height: int = AMG_SIZE, width: int = AMG_SIZE, fps: float = AMG_FPS):
         self.records = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
         self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps
+        # every clip is checked here, so a training run refuses a broken manifest before it writes anything
+        for i, r in enumerate(self.records):
+            for p in (r.video, r.avatar):
+                if not os.path.isfile(p):
+                    raise AmgError(f"{p}: no such video (manifest clip {i})")
 
     def __len__(self) -> int:
         return len(self.records)

@@ -231,6 +231,7 @@ def train(base_folder: str | os.PathLike, manifest: str | os.PathLike, output_di
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
+    method.check_data(manifest, cfg.clips())  # a broken manifest fails here, before the model loads
     method.setup(base_folder, device, dtype, cfg.seed)
     params = method.trainable_parameters()
     for p in params:  # trainable weights stay float32 under mixed precision

@@ -257,15 +257,9 @@ def choose_subjects(tracks: Sequence[Track], num_frames: int, max_subjects: int 
 
 def longest_run(mask: np.ndarray) -> tuple[int, int]:
     """Half-open ``(start, stop)`` of the longest run of True in a ``(F,)`` bool mask (first one on ties)."""
-    best, start = (0, 0), None
-    for i, v in enumerate(list(np.asarray(mask, dtype=bool)) + [False]):
-        if v and start is None:
-            start = i
-        elif not v and start is not None:
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    return best
+    from avatars.contact import true_runs
+
+    return max(true_runs(mask), key=lambda r: r[1] - r[0], default=(0, 0))
 
 
 def assignment_cost(track_boxes: np.ndarray, track_kp: np.ndarray, det_boxes: np.ndarray, det_kp: np.ndarray,

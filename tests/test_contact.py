@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,3 +150,22 @@ def test_foot_only_grounding_matches_the_full_forward_pass():
     ref = out.vertices[:, _foot_vertex_mask(body), 1].min(1).values
     assert torch.allclose(_lowest(m, body, per_frame=False), ref, atol=1e-5)
     assert torch.allclose(_lowest(m, body, per_frame=True), out.vertices[..., 1].min(1).values, atol=1e-6)
+
+
+def test_true_runs_match_a_plain_scan_on_random_masks():
+    from avatars.contact import true_runs
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        mask = rng.random(int(rng.integers(0, 25))) < 0.5
+        expected, i = [], 0
+        while i < len(mask):  # the obvious scan: from each True, walk to the end of its run
+            if mask[i]:
+                j = i
+                while j < len(mask) and mask[j]:
+                    j += 1
+                expected.append((i, j))
+                i = j
+            else:
+                i += 1
+        assert true_runs(mask) == expected == true_runs(torch.from_numpy(mask)) == true_runs(mask.tolist())

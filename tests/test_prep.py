@@ -14,26 +14,13 @@ from hydra import compose, initialize_config_dir
 
 from render.video import read_video
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = str(ROOT / "conf")
-SMALL = ["clips.length=8", "clips.size=128", "clips.max_clips=1", "avatar.num_gaussians=3000", "progress=false"]
+from prep_helpers import CONF, ROOT, SMALL, render_videos
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """Two short videos of avatars rendered by the project (a waving and a boxing person)."""
-    from amg.render import run
-
-    d = tmp_path_factory.mktemp("videos")
-    out = []
-    for motion, text in (("wave", "a man in a red shirt and blue jeans"), ("box", "a woman in a green top and black pants")):
-        with initialize_config_dir(config_dir=CONF, version_base=None):
-            cfg = compose(config_name="render", overrides=[
-                f"motion={motion}", "camera=static", "num_frames=10", "width=160", "height=128",
-                f"avatar.appearance={text}", "avatar.num_gaussians=8000", "progress=false"])
-        run(cfg, d / motion)
-        out.append(d / motion / "avatar.mp4")
-    return out
+    return render_videos(tmp_path_factory.mktemp("videos"))
 
 
 def prep_cmd(videos, out_dir, extra=()):

@@ -36,6 +36,7 @@ import torch
 from render.errors import AmgError
 
 from ..adapters import ADAPTER_NAME, add_lora, has_lora
+from .checkpoint import load_checkpoint
 
 __all__ = ["load_checkpoint", "vgen_to_diffusers_names", "convert_vgen_state_dict", "import_vgen_unet",
            "import_vgen_pipeline"]
@@ -45,31 +46,6 @@ _RESNET = (("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("out_layers.
            ("out_layers.3.", "conv2."), ("emb_layers.1.", "time_emb_proj."), ("skip_connection.", "conv_shortcut."))
 _LORA = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
 _LORA_PART = {"down_linear": "lora_A", "up_linear": "lora_B"}
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.pth``/``.pt``/``.ckpt`` (optionally ``{'state_dict': ...}``) or ``.safetensors`` UNet checkpoint.
-
-    Tensors only (``weights_only``): no code in the file runs.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AmgError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(path))
-    else:
-        try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:  # a pickle with objects, or not a torch file at all
-            raise AmgError(f"{path}: not a readable torch checkpoint ({type(e).__name__})") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise AmgError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
-    return sd
 
 
 def _strip_prefix(sd: dict) -> dict:

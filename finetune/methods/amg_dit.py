@@ -6,6 +6,8 @@ LoRA), how it prepares the transformer, how it encodes a video and a caption, an
 
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from ..backbones.dit import EncodedClipDataset
@@ -30,21 +32,21 @@ class AmgDitMethod(Method):
         return {"rank": self.rank, "max_sequence_length": self.max_sequence_length,
                 "gradient_checkpointing": self.gradient_checkpointing}
 
+    @abc.abstractmethod
     def prepare(self, transformer: torch.nn.Module, seed: int) -> torch.nn.Module:
         """Widen the input layer and add fresh LoRA (the family's ``prepare_*``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         """Latents (with a batch axis) of ``(1, 3, F, H, W)`` in [-1, 1]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """Caption embeddings ``(B, L, D)`` as the family's pipeline computes them."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def temporal_factor(self) -> int:
         """The VAE's temporal compression (clips have ``factor * n + 1`` frames)."""
-        raise NotImplementedError
 
     def setup(self, folder, device, dtype, seed):
         self.backbone = b = self.load_backbone(folder)

@@ -88,6 +88,16 @@ class Method(abc.ABC):
     def dataset(self, manifest: str | os.PathLike, clips: ClipSettings) -> torch.utils.data.Dataset:
         """Samples of the clips in ``manifest``."""
 
+    def check_data(self, manifest: str | os.PathLike, clips: ClipSettings) -> None:
+        """Raise :class:`AmgError` for clips that cannot be read, before any model loads or output is written.
+
+        Default: a clip manifest (jsonl file or folder), every listed clip and avatar video present
+        (:class:`finetune.data.ClipDataset`). Methods that read other folders check those instead.
+        """
+        from ..data import ClipDataset
+
+        ClipDataset(manifest, num_frames=clips.num_frames, height=clips.height, width=clips.width, fps=clips.fps)
+
     @abc.abstractmethod
     def collate(self, samples: list):
         """A batch from a list of samples."""

@@ -32,6 +32,7 @@ from render.errors import AmgError
 from render.io import read_json, write_json
 
 from ..backbones.base import encode_frames
+from ..importers.checkpoint import load_checkpoint, load_exact, unwrap_state
 from ..losses import epsilon_target, v_target, weighted_mse
 from ..model import encode_prompt, fingerprints_match
 from ..render_clips import RenderClipDataset, collate_render
@@ -254,6 +255,9 @@ class ImageConductorMethod(Method):
         kind = {"controlnet": "all", "camera": "camera", "object": "mixed"}[self.stage]
         return RenderClipDataset(manifest, "flow", clips.num_frames, clips.height, clips.width, kind=kind)
 
+    def check_data(self, manifest, clips: ClipSettings) -> None:
+        self.dataset(manifest, clips)  # render folders: reading them needs no model
+
     def collate(self, samples):
         return collate_render(samples)
 
@@ -350,28 +354,9 @@ def import_image_conductor(source: str | os.PathLike | dict, flow_controlnet: nn
     ``module.`` / ``controlnet.`` wrapping is accepted. Raises :class:`AmgError` on missing, extra or
     mis-shaped tensors.
     """
-    if isinstance(source, dict):
-        state = dict(source)
-    else:
-        p = Path(source)
-        if not p.is_file():
-            raise AmgError(f"{p}: no such Image Conductor checkpoint")
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(p))
-        else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state.get("controlnet", state)) if isinstance(state, dict) else state
+    state = unwrap_state(source) if isinstance(source, dict) else load_checkpoint(source)
     for prefix in ("module.", "controlnet."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    own = flow_controlnet.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    bad = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or bad:
-        first = (missing or unexpected or bad)[0]
-        raise AmgError(f"Image Conductor checkpoint does not fit: {len(missing)} missing, {len(unexpected)} "
-                       f"unexpected, {len(bad)} mis-shaped tensors (first: {first})")
-    flow_controlnet.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    load_exact(flow_controlnet, state, "Image Conductor checkpoint")
     return flow_controlnet

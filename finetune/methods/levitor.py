@@ -14,13 +14,13 @@ names are the same, so the import checks shapes and that nothing is left over.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from render.errors import AmgError
 
 from ..backbones.svd_controlnet import SVDControlNet
+from ..importers.checkpoint import load_checkpoint, load_exact, unwrap_state
 from .svd_control import SVDControlMethod
 
 __all__ = ["LeviTorMethod", "SAMPLING", "import_levitor_controlnet", "embedding_channels_of"]
@@ -59,27 +59,6 @@ def embedding_channels_of(state: dict[str, torch.Tensor]) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def _read_state(source) -> dict[str, torch.Tensor]:
-    if isinstance(source, dict):
-        return dict(source)
-    p = Path(source)
-    if p.is_dir():
-        for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
-            if (p / name).is_file():
-                p = p / name
-                break
-        else:
-            raise AmgError(f"{source}: no diffusion_pytorch_model.safetensors/.bin in the ControlNet folder")
-    if not p.is_file():
-        raise AmgError(f"{source}: no such ControlNet checkpoint")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state)
-
-
 def import_levitor_controlnet(source: str | os.PathLike | dict, unet) -> SVDControlNet:
     """An :class:`SVDControlNet` for ``unet`` holding the weights of a LeviTor ControlNet checkpoint.
 
@@ -87,7 +66,7 @@ def import_levitor_controlnet(source: str | os.PathLike | dict, unet) -> SVDCont
     (a ``controlnet.`` prefix, as in full-pipeline saves, is stripped). Raises :class:`AmgError` when
     tensors are missing, left over or of the wrong shape.
     """
-    state = _read_state(source)
+    state = unwrap_state(source) if isinstance(source, dict) else load_checkpoint(source)
     if all(k.startswith("controlnet.") for k in state):
         state = {k[len("controlnet."):]: v for k, v in state.items()}
     extra = sorted(k for k in state if k.startswith(_UNSUPPORTED))
@@ -98,13 +77,5 @@ def import_levitor_controlnet(source: str | os.PathLike | dict, unet) -> SVDCont
     net = SVDControlNet.from_unet(unet, conditioning_channels=in_ch,
                                   conditioning_embedding_out_channels=embedding_channels_of(state),
                                   load_weights_from_unet=False)
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or bad:
-        first = (missing or unexpected or bad)[0]
-        raise AmgError(f"LeviTor ControlNet does not fit this UNet: {len(missing)} missing, {len(unexpected)} "
-                       f"unexpected, {len(bad)} mis-shaped tensors (first: {first})")
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    load_exact(net, state, "LeviTor ControlNet (for this UNet)")
     return net

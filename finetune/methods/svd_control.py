@@ -98,6 +98,9 @@ class SVDControlMethod(Method):
         return RenderClipDataset(manifest, self.condition, clips.num_frames, clips.height, clips.width,
                                  target=self.target)
 
+    def check_data(self, manifest, clips: ClipSettings) -> None:
+        self.dataset(manifest, clips)  # render folders: reading them needs no model
+
     def collate(self, samples):
         return collate_render(samples)
 

@@ -10,8 +10,6 @@ avatar channels it reproduces the stock ``CogVideoXPipeline``; on a Fun control 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,28 +29,7 @@ __all__ = ["AMGCogVideoXPipeline"]
 class AMGCogVideoXPipeline(AdapterFolders, CogVideoXPipeline):
     """CogVideoX text-to-video with AMG's avatar conditioning (patch embedding channels doubled, LoRA)."""
 
-    base_fingerprint: dict = {}
-
-    @classmethod
-    def from_base(cls, folder: str | os.PathLike, adapter: str | os.PathLike | None = None, rank: int = 4,
-                  device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "AMGCogVideoXPipeline":
-        """Load a CogVideoX (or CogVideoX-Fun control) folder and an adapter folder (peft layout); without
-        one, fresh LoRA of ``rank`` and, for a plain base, zero avatar channels. ``dtype``: bf16 on CUDA."""
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        b = load_cogvideox(folder, dtype=dtype)
-        if adapter is None:
-            prepare_cogvideox(b.transformer, rank=rank)
-        else:
-            load_cogvideox_adapter(b.transformer, adapter, b.fingerprint)
-        pipe = cls(tokenizer=b.tokenizer, text_encoder=b.text_encoder, vae=b.vae, transformer=b.transformer.to(dtype),
-                   scheduler=b.scheduler)
-        pipe.base_fingerprint = b.fingerprint
-        return pipe.to(device)
-
-    def save_adapter(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the adapter (LoRA + patch embedding) in peft's layout."""
-        return save_cogvideox_adapter(self.transformer, directory, self.base_fingerprint, extra=extra)
+    family = (load_cogvideox, prepare_cogvideox, load_cogvideox_adapter, save_cogvideox_adapter)
 
     @torch.no_grad()
     def __call__(self, prompt: str, avatar_video, negative_prompt: str = "", height: int | None = None,

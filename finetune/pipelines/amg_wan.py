@@ -9,8 +9,6 @@ zero avatar channels it reproduces the stock ``WanPipeline`` on the base transfo
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,29 +37,7 @@ class AMGWanPipeline(AdapterFolders, WanPipeline):
     Build with :meth:`from_base`; ``base_fingerprint`` identifies the base transformer the adapter belongs to.
     """
 
-    base_fingerprint: dict = {}
-
-    @classmethod
-    def from_base(cls, folder: str | os.PathLike, adapter: str | os.PathLike | None = None, rank: int = 4,
-                  device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "AMGWanPipeline":
-        """Load a diffusers Wan folder and an adapter folder (peft layout); without one, fresh LoRA of ``rank``
-        and zero avatar channels (the base model's output). ``dtype`` defaults to bf16 on CUDA, float32 elsewhere.
-        """
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        b = load_wan(folder, dtype=dtype)
-        if adapter is None:
-            prepare_wan(b.transformer, rank=rank)
-        else:
-            load_wan_adapter(b.transformer, adapter, b.fingerprint)
-        pipe = cls(tokenizer=b.tokenizer, text_encoder=b.text_encoder, vae=b.vae, scheduler=b.scheduler,
-                   transformer=b.transformer.to(dtype))
-        pipe.base_fingerprint = b.fingerprint
-        return pipe.to(device)
-
-    def save_adapter(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the adapter (LoRA + patch embedding) in peft's layout."""
-        return save_wan_adapter(self.transformer, directory, self.base_fingerprint, extra=extra)
+    family = (load_wan, prepare_wan, load_wan_adapter, save_wan_adapter)
 
     @torch.no_grad()
     def __call__(self, prompt: str, avatar_video, negative_prompt: str = "", height: int | None = None,

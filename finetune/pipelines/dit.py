@@ -18,12 +18,41 @@ __all__ = ["AdapterFolders"]
 
 
 class AdapterFolders:
-    """Mixin for a diffusers pipeline whose ``transformer`` carries a LoRA adapter (and defines ``save_adapter``).
+    """Mixin for a diffusers pipeline whose ``transformer`` carries a LoRA adapter.
+
+    A subclass sets ``family``: its backbone's ``(load, prepare, load_adapter, save_adapter)`` functions;
+    :meth:`from_base` and :meth:`save_adapter` are the same for every family.
 
     ``save_pretrained`` writes diffusers' folder layout with a plain widened transformer (a LoRA-injected
     model saved as is would not load back), the LoRA merged into it (``merged``, as peft's
     ``merge_and_unload``) or kept in ``adapter/`` in peft's layout.
     """
+
+    family: tuple = ()
+    base_fingerprint: dict = {}
+
+    @classmethod
+    def from_base(cls, folder: str | os.PathLike, adapter: str | os.PathLike | None = None, rank: int = 4,
+                  device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        """Load a diffusers folder of the family and an adapter folder (peft layout); without one, fresh LoRA
+        of ``rank`` and, for a plain base, zero avatar channels (the base model's output). ``dtype``
+        defaults to bf16 on CUDA, float32 elsewhere."""
+        load, prepare, load_adapter, _ = cls.family
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        b = load(folder, dtype=dtype)
+        if adapter is None:
+            prepare(b.transformer, rank=rank)
+        else:
+            load_adapter(b.transformer, adapter, b.fingerprint)
+        pipe = cls(tokenizer=b.tokenizer, text_encoder=b.text_encoder, vae=b.vae, scheduler=b.scheduler,
+                   transformer=b.transformer.to(dtype))
+        pipe.base_fingerprint = b.fingerprint
+        return pipe.to(device)
+
+    def save_adapter(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the adapter (LoRA + the widened input layer) in peft's layout."""
+        return self.family[3](self.transformer, directory, self.base_fingerprint, extra=extra)
 
     def save_pretrained(self, folder: str | os.PathLike, merged: bool = False, **kw) -> None:
         live = self.transformer
