@@ -441,8 +441,7 @@ def build_camera(cfg: DictConfig, people: Sequence[Person] | None = None) -> Cam
                                           body_pose=p.motion.body_pose, transl=p.motion.transl).vertices
                             for p in people], 1)
     kw = made.keywords
-    targets, offset = follow_framing(points, kw.get("offset", (0.0, 0.3, 3.8)), float(kw.get("fov_deg", 50.0)),
-                                     int(kw.get("width", 256)), int(kw.get("height", 256)))
+    targets, offset = follow_framing(points, kw["offset"], float(kw["fov_deg"]), int(kw["width"]), int(kw["height"]))
     return _check_intrinsics(cfg, made(targets=targets, offset=offset.tolist()))
 
 

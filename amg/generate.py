@@ -4,13 +4,17 @@
     python -m amg.generate prompt="a man in a red jacket boxes" camera=zoom
     python -m amg.generate prompt="..." motion=file motion.path=walk.bvh
     python -m amg.generate prompt="..." model=modelscope model.path=/models/t2v-ms model.adapter=/runs/amg/adapter
-    python -m amg.generate prompt="..." model=wan_vace model.path=/models/wan-vace num_frames=81 height=480 width=832
+    python -m amg.generate prompt="..." model=wan_vace model.path=/models/wan-vace   # 81 frames, 480x832, 16 fps
 
 The prompt is decomposed into people (an appearance each), an action and a scene; each person becomes a
 Gaussian avatar, the action becomes motions, the camera path films them and the render stage writes the
 avatar video and conditions. With ``model.path`` and ``model.adapter`` set, the AMG video model turns the
 avatar video into a photoreal ``video.mp4`` conditioned on the scene description. Outputs go to Hydra's run
 directory with ``prompt.json``, ``meta.json`` and a side-by-side preview.
+
+The render stage renders at the chosen model's native clip (``model.native``: AMG's 16 frames at 256x256
+and 8 fps, Wan's 81 at 480x832 and 16 fps, CogVideoX's 49 at 480x720 and 8 fps); ``num_frames``,
+``height``, ``width`` and ``fps`` override it, and a size the model cannot take is refused before rendering.
 """
 
 from __future__ import annotations
@@ -63,10 +67,11 @@ class VideoGenerator:
         num_inference_steps: DDIM steps.
         guidance_scale: classifier-free guidance scale (text dropped, avatar kept).
         progress: show the libraries' loading bars (the app's ``progress``).
+        native: the model's native clip (``num_frames``, ``height``, ``width``, ``fps``; the app renders at it).
     """
 
     def __init__(self, path: str, adapter: str, dtype: str, num_inference_steps: int, guidance_scale: float,
-                 progress: bool = True):
+                 progress: bool = True, native: dict | None = None):
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
 
@@ -87,6 +92,13 @@ class VideoGenerator:
                 if on:
                     lib.enable_progress_bar()
         self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
+        self.native = dict(native or {})
+
+    def check_clip(self, num_frames: int, height: int, width: int) -> None:
+        """Refuse a clip size the UNet cannot take (height and width multiples of the VAE's 8 pixels)."""
+        vae = self.pipe.model.vae
+        check_clip_size("modelscope", num_frames, height, width,
+                        spatial=2 ** (len(vae.config.block_out_channels) - 1), temporal=1)
 
     def count_tokens(self, text: str) -> tuple[int, int]:
         """The prompt's token count with this model's tokenizer and the most the text encoder reads."""
@@ -108,7 +120,8 @@ class DiTVideoGenerator:
     here, when the config is read, so a wrong folder or adapter fails before any rendering.
     """
 
-    def __init__(self, family: str, path: str, adapter: str | None = None, progress: bool = True, **options):
+    def __init__(self, family: str, path: str, adapter: str | None = None, progress: bool = True,
+                 native: dict | None = None, **options):
         from omegaconf import OmegaConf
 
         from finetune.pipelines.select import load_video_pipeline
@@ -120,6 +133,16 @@ class DiTVideoGenerator:
         self.cfg = OmegaConf.create({"family": family, "path": str(path),
                                      **({} if adapter is None else {"adapter": str(adapter)}), **options})
         self.pipe = load_video_pipeline(self.cfg)
+        self.native = dict(native or {})
+
+    def check_clip(self, num_frames: int, height: int, width: int) -> None:
+        """Refuse a clip the transformer cannot take: ``4n + 1`` frames (the VAE's temporal compression),
+        height and width multiples of the VAE's spatial factor times the patch size."""
+        t = self.pipe.transformer.config
+        patch = t.patch_size[-1] if isinstance(t.patch_size, (list, tuple)) else t.patch_size
+        check_clip_size(self.cfg.family, num_frames, height, width,
+                        spatial=int(self.pipe.vae_scale_factor_spatial) * int(patch),
+                        temporal=int(self.pipe.vae_scale_factor_temporal))
 
     def count_tokens(self, text: str) -> tuple[int, int]:
         """The prompt's token count with the model's own tokenizer and ``max_sequence_length``."""
@@ -135,7 +158,21 @@ class DiTVideoGenerator:
                               progress=progress, pipe=self.pipe)
 
 
-def no_video_model(path: str | None = None, adapter: str | None = None, progress: bool = True) -> None:
+def check_clip_size(family: str, num_frames: int, height: int, width: int, spatial: int, temporal: int) -> None:
+    """One line naming the setting when ``num_frames``/``height``/``width`` do not suit ``family``'s VAE and
+    patches: frames ``temporal * n + 1``, sides multiples of ``spatial`` pixels."""
+    if temporal > 1 and (num_frames - 1) % temporal:
+        n = max(1, round((num_frames - 1) / temporal))
+        raise AmgError(f"num_frames={num_frames}: model={family} takes {temporal}n + 1 frames (e.g. "
+                       f"{temporal * n + 1}); leave num_frames unset for its native {family} clip")
+    for key, v in (("height", height), ("width", width)):
+        if v % spatial:
+            raise AmgError(f"{key}={v}: model={family} takes multiples of {spatial} pixels (e.g. "
+                           f"{max(spatial, round(v / spatial) * spatial)})")
+
+
+def no_video_model(path: str | None = None, adapter: str | None = None, progress: bool = True,
+                   native: dict | None = None) -> None:
     """``model=none``: no video model (generate writes the avatar video, conditions and preview)."""
     if path or adapter:
         raise AmgError("model.path/model.adapter: given with model=none; expected model=modelscope "
@@ -164,6 +201,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     check_frame_settings(cfg)
     model = _instantiate(cfg.model, progress=bool(cfg.progress))
     if model is not None:
+        model.check_clip(int(cfg.num_frames), int(cfg.height), int(cfg.width))
         warn_long_prompt(parsed.scene_prompt, *model.count_tokens(parsed.scene_prompt), exact=True)
     else:
         warn_long_prompt(parsed.scene_prompt, clip_token_count(parsed.scene_prompt), CLIP_MAX_TOKENS,

@@ -193,6 +193,8 @@ def run(cfg: DictConfig, job: str) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out_dir).resolve()
     videos = list_videos(cfg.video, int(cfg.shard), int(cfg.num_shards))
+    if int(cfg.height) != int(cfg.width):
+        raise AmgError(f"height={cfg.height}, width={cfg.width}: prep cuts square clips; set width (or clips.size)")
     _reconstruction_kwargs(cfg), _clips_kwargs(cfg)  # checked before any work
     body = build_body(cfg.body)
     captioner = build_captioner(cfg.captioner)

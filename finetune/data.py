@@ -28,6 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# AMG's training clip (16 frames at 8 fps, 256x256), written once in render.defaults; the training
+# config, the dataset and the tiny clips take their defaults from here.
+from render.defaults import AMG_FPS, AMG_NUM_FRAMES, AMG_SIZE
 from render.errors import AmgError
 from render.io import atomic_path, list_outputs
 from render.video import read_video
@@ -35,12 +38,6 @@ from render.video import read_video
 __all__ = ["AMG_NUM_FRAMES", "AMG_SIZE", "AMG_FPS", "ClipRecord", "read_manifest", "write_manifest", "ClipSample", "ClipDataset", "LatentSample",
            "LatentDataset", "collate_latents", "sample_indices", "to_model_range", "resize_center_crop"]
 
-
-# AMG's training clip (16 frames at 8 fps, 256x256): the one place these numbers are written; the
-# training config, the dataset and the tiny clips take their defaults from here.
-AMG_NUM_FRAMES = 16
-AMG_SIZE = 256
-AMG_FPS = 8.0
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,21 @@ def build_tiny_wan(folder: str | os.PathLike, seed: int = 0, vace: bool = False,
     return folder
 
 
-def build_tiny_cogvideox(folder: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_cogvideox(folder: str | os.PathLike, seed: int = 0, version: str = "1.0") -> Path:
     """Write a random CogVideoX text-to-video model (``CogVideoXPipeline`` layout) to ``folder``.
 
     Transformer: 4 heads of 8, patch 2, 4 latent channels, one layer; VAE: 8x spatial, 4x temporal
     compression; scheduler: ``CogVideoXDDIMScheduler`` (v-prediction); T5 text encoder of width 32.
+    ``version="1.5"``: CogVideoX 1.5's transformer (temporal patches of 2 latent frames, a linear patch
+    embedding, 3D rotary position embeddings instead of learned ones).
     """
+    if version not in ("1.0", "1.5"):
+        raise ValueError(f"version={version!r}: expected '1.0' or '1.5'")
+    # 1.5: the rotary embedding splits a head 1/4 time, 3/8 height, 3/8 width, so heads of 16
+    shape = dict(num_attention_heads=4, attention_head_dim=8)
+    if version == "1.5":
+        shape.update(patch_size_t=2, use_rotary_positional_embeddings=True, use_learned_positional_embeddings=False,
+                     attention_head_dim=16)
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, \
         CogVideoXTransformer3DModel
 
@@ -84,7 +93,7 @@ def build_tiny_cogvideox(folder: str | os.PathLike, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = CogVideoXTransformer3DModel(
-            num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
+            **shape, in_channels=4, out_channels=4, time_embed_dim=2,
             text_embed_dim=_TEXT_DIM, num_layers=1, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
             temporal_compression_ratio=4, max_text_seq_length=TINY_TEXT_LENGTH)
         vae = AutoencoderKLCogVideoX(

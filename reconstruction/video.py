@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from render.defaults import AMG_FPS, AMG_NUM_FRAMES, AMG_SIZE
 from render.camera import OPENCV_TO_OPENGL, Camera
 from render.errors import AmgError
 from render.image import video_array
@@ -27,10 +28,8 @@ __all__ = [
 #: Field of view of the long image side when a video comes without calibration (TRACE's fixed camera:
 #: focal 548 px at a 512 px input, i.e. 2 * atan(256 / 548) = 50 degrees).
 DEFAULT_FOV_DEG = 50.0
-#: AMG's clips: 16 frames, 256x256, 8 frames per second.
-TARGET_FPS = 8.0
-CLIP_LENGTH = 16
-CLIP_SIZE = 256
+#: AMG's clips: 16 frames, 256x256, 8 frames per second (render.defaults).
+TARGET_FPS, CLIP_LENGTH, CLIP_SIZE = AMG_FPS, AMG_NUM_FRAMES, AMG_SIZE
 #: World-to-camera rotation of an uncalibrated camera: at the origin, looking along world -Z, image up = +Y
 #: (the OpenCV/OpenGL axis flip of ``render.camera``). A body in its rest pose (facing +Z) placed in front
 #: of it faces the camera.

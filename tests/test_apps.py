@@ -162,3 +162,24 @@ def test_generate_with_motion_file(tmp_path, fmt):
     run(cfg("generate", TINY + ["prompt=a man in a green jacket waves", "motion=file", f"motion.path={f}"]), out)
     frames, _ = read_video(out / "avatar.mp4")
     assert len(frames) == 4 and (np.load(out / "masks.npz")["masks"] == 1).any()
+
+
+def test_amg_clip_numbers_agree_between_conf_and_python():
+    """AMG's 16 frames / 8 fps / 256 px: conf/shared/amg_clip.yaml (the apps) and render.defaults (Python), and the
+    DiT families' native clips: conf/shared/native/*.yaml and the methods' constants."""
+    from omegaconf import OmegaConf
+
+    from finetune.methods.amg_cogvideox import COGVIDEOX_FPS, COGVIDEOX_HEIGHT, COGVIDEOX_NUM_FRAMES, COGVIDEOX_WIDTH
+    from finetune.methods.amg_wan import WAN_FPS, WAN_HEIGHT, WAN_NUM_FRAMES, WAN_WIDTH
+    from render.defaults import AMG_FPS, AMG_NUM_FRAMES, AMG_SIZE
+
+    shared = Path(CONF) / "shared"
+    for name, want in (("amg_clip", (AMG_NUM_FRAMES, AMG_FPS, AMG_SIZE, AMG_SIZE)),
+                       ("native/wan", (WAN_NUM_FRAMES, WAN_FPS, WAN_WIDTH, WAN_HEIGHT)),
+                       ("native/cogvideox", (COGVIDEOX_NUM_FRAMES, COGVIDEOX_FPS, COGVIDEOX_WIDTH, COGVIDEOX_HEIGHT))):
+        c = OmegaConf.load(shared / f"{name}.yaml")
+        assert (c.num_frames, c.fps, c.width, c.height) == want, name
+    for app in ("generate.yaml", "render.yaml", "prep.yaml"):  # no app writes the numbers itself
+        text = (Path(CONF) / app).read_text()
+        assert not any(line.split("#")[0].strip() in ("num_frames: 16", "width: 256", "height: 256", "fps: 8")
+                       for line in text.splitlines()), app

@@ -15,6 +15,11 @@ def base(tmp_path_factory):
     return build_tiny_cogvideox(tmp_path_factory.mktemp("cogvideox"))
 
 
+@pytest.fixture(scope="module")
+def base15(tmp_path_factory):
+    return build_tiny_cogvideox(tmp_path_factory.mktemp("cogvideox15"), version="1.5")
+
+
 def _run(transformer, x, e, t=500):
     with torch.no_grad():
         return transformer(hidden_states=x, encoder_hidden_states=e, timestep=torch.tensor([t]), return_dict=False)[0]
@@ -73,20 +78,27 @@ def test_linear_patch_embedding_is_widened_per_patch_position():
     assert (_run(wide, both, e) - _run(ref, x, e)).abs().max().item() > 1e-3
 
 
-def test_lora_off_and_zero_avatar_channels_reproduce_stock_cogvideox(base):
+@pytest.mark.parametrize("version,latent_frames", [("1.0", 3), ("1.5", 4)])
+def test_lora_off_and_zero_avatar_channels_reproduce_stock_cogvideox(base, base15, version, latent_frames):
+    """9 frames -> 3 latent frames; CogVideoX 1.5 groups latent frames in pairs, so its clip (and the stock
+    pipeline's) is padded to 4 at the start and the padding dropped before decoding."""
     from diffusers import CogVideoXPipeline
 
-    stock = CogVideoXPipeline.from_pretrained(base)
+    folder = base if version == "1.0" else base15
+    stock = CogVideoXPipeline.from_pretrained(folder)
     stock.set_progress_bar_config(disable=True)
     kw = dict(negative_prompt="", num_inference_steps=3, guidance_scale=6.0, max_sequence_length=16)
     want = stock("a man walks", height=16, width=16, num_frames=9, generator=torch.Generator().manual_seed(5),
                  output_type="latent", **kw).frames
-    pipe = AMGCogVideoXPipeline.from_base(base, device="cpu")
+    pipe = AMGCogVideoXPipeline.from_base(folder, device="cpu")
     _randomise(pipe.transformer, avatar=False)
     got = pipe("a man walks", _avatar(), generator=torch.Generator().manual_seed(5), lora_scale=0.0,
                output_type="latent", progress=False, **kw)
-    assert got.shape == want.shape == (1, 3, 4, 2, 2)
+    assert got.shape == want.shape == (1, latent_frames, 4, 2, 2)
     assert (got - want).abs().max().item() == 0.0
+    on = pipe("a man walks", _avatar(), generator=torch.Generator().manual_seed(5), output_type="uint8",
+              progress=False, **kw)
+    assert on.shape == (9, 16, 16, 3) and on.dtype == np.uint8
     on = pipe("a man walks", _avatar(), generator=torch.Generator().manual_seed(5), output_type="latent",
               progress=False, **kw)
     assert (on - want).abs().max().item() > 1e-3
@@ -133,7 +145,9 @@ def test_adapter_round_trip_and_v_loss(base, tmp_path):
     class TrueV(torch.nn.Module):
         """Knows z0, so it recovers the noise from z_t and returns the exact velocity."""
 
-        def forward(self, hidden_states, encoder_hidden_states, timestep, return_dict=False):
+        config = pipe.transformer.config
+
+        def forward(self, hidden_states, encoder_hidden_states, timestep, image_rotary_emb=None, return_dict=False):
             a = a_bar[timestep].view(-1, 1, 1, 1, 1)
             zt = hidden_states[:, :, :4]
             noise = (zt - a.sqrt() * z0) / (1 - a).sqrt()
@@ -164,3 +178,48 @@ def test_shared_loop_trains_and_resumes_bit_for_bit(base, tmp_path):
     b = load_cogvideox(base)
     load_cogvideox_adapter(b.transformer, full.adapter, b.fingerprint)
     assert b.transformer.patch_embed.proj.weight[:, 4:].abs().max() > 0
+
+
+def test_cogvideox15_loss_sees_what_sampling_sees(base15):
+    """The training loss pads the clip as the stock pipeline does, passes the stock rotary embeddings and
+    leaves the padding frame out of the loss: checked against the same computation written out by hand."""
+    from diffusers import CogVideoXPipeline
+
+    stock = CogVideoXPipeline.from_pretrained(base15)
+    transformer = prepare_cogvideox(load_cogvideox(base15).transformer)
+    _randomise(transformer)
+    g = torch.Generator().manual_seed(3)
+    z0, za, text = (torch.randn(1, 3, 4, 2, 2, generator=g), torch.randn(1, 3, 4, 2, 2, generator=g),
+                    torch.randn(1, 16, 32, generator=g))
+    with torch.no_grad():
+        got = v_prediction_loss(transformer, stock.scheduler, z0, za, text, torch.Generator().manual_seed(7))
+        # by hand: 3 latent frames -> 4 with the first frame repeated in front
+        g = torch.Generator().manual_seed(7)
+        z0p, zap = torch.cat([z0[:, :1], z0], 1), torch.cat([za[:, :1], za], 1)
+        noise = torch.randn(z0p.shape, generator=g)
+        t = torch.randint(0, 1000, (1,), generator=g)
+        a = stock.scheduler.alphas_cumprod[t].float().view(1, 1, 1, 1, 1)
+        zt = a.sqrt() * z0p + (1 - a).sqrt() * noise
+        rotary = stock._prepare_rotary_positional_embeddings(16, 16, 4, torch.device("cpu"))
+        pred = transformer(hidden_states=torch.cat([zt, zap], 2), encoder_hidden_states=text, timestep=t,
+                           image_rotary_emb=rotary, return_dict=False)[0]
+        v = a.sqrt() * noise - (1 - a).sqrt() * z0p
+        want = ((pred[:, 1:] - v[:, 1:]) ** 2).mean()
+    assert abs(got.item() - want.item()) <= 1e-6 * max(1.0, want.item())
+
+
+def test_cogvideox15_trains_in_the_shared_loop(base15, tmp_path):
+    from finetune.methods.amg_cogvideox import AmgCogVideoXMethod
+    from finetune.tiny import write_tiny_clips
+    from finetune.train import TrainConfig, train
+
+    manifest = write_tiny_clips(tmp_path / "clips", count=2, frames=9, side=16)
+    cfg = TrainConfig(steps=4, lr=1e-2, num_frames=9, height=16, width=16, fps=8.0, checkpoint_every=4,
+                      progress=False, tensorboard=False, seed=0)
+    fit = train(base15, manifest, tmp_path / "fit", cfg, method=AmgCogVideoXMethod(max_sequence_length=16))
+    assert len(fit.losses) == 4 and all(np.isfinite(v) for v in fit.losses.values())
+    b = load_cogvideox(base15)
+    from finetune.methods.amg_cogvideox import load_cogvideox_adapter
+
+    load_cogvideox_adapter(b.transformer, fit.adapter, b.fingerprint)
+    assert b.transformer.config.in_channels == 8 and b.transformer.patch_embed.proj.weight.abs().sum() > 0

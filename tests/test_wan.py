@@ -142,7 +142,7 @@ def test_shared_loop_overfits_and_resumes_bit_for_bit(base, tmp_path):
         return AmgWanMethod(rank=16, max_sequence_length=16)
 
     trainer = method()
-    fit = train(base, manifest, tmp_path / "fit", cfg(60, 60), method=trainer)
+    fit = train(base, manifest, tmp_path / "fit", cfg(400, 400), method=trainer)
     assert all(np.isfinite(v) for v in fit.losses.values())
     # the loss at fixed draws (noise, levels) on the training clips, before and after
     data = trainer.dataset(manifest, cfg(1, 1).clips())
@@ -157,7 +157,10 @@ def test_shared_loop_overfits_and_resumes_bit_for_bit(base, tmp_path):
     start = held_loss(prepare_wan(load_wan(base).transformer, rank=16))
     t = load_wan(base)
     load_wan_adapter(t.transformer, fit.adapter, t.fingerprint)
-    assert held_loss(t.transformer) < 0.75 * start
+    # 400 steps: 0.53 of the start. The rest is out of LoRA's reach on a random base: even at noise level
+    # 0.98, where the target n - z0 is nearly the input itself, the frozen random transformer cannot pass
+    # its input through (trained loss 0.78 there against 0.15 for the clip term), which a pretrained base does.
+    assert held_loss(t.transformer) < 0.6 * start
     assert (fit.adapter / "adapter_config.json").is_file()
     assert t.transformer.patch_embedding.weight[:, 16:].abs().max() > 0
 

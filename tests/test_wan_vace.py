@@ -105,3 +105,32 @@ def test_generate_app_with_model_wan_vace(tmp_path):
     assert video.shape == (5, 32, 32, 3)
     preview, _ = read_video(written["preview.mp4"])
     assert preview.shape == (5, 32, 64, 3)
+
+
+def test_generate_renders_at_the_model_native_clip_and_refuses_sizes_it_cannot_take(tmp_path):
+    """model=wan* defaults the render stage to Wan's 81 frames at 480x832, 16 fps; a frame count or side
+    the VAE and patches cannot take is one line before any rendering (nothing written)."""
+    from pathlib import Path
+
+    import pytest
+    from hydra import compose, initialize_config_dir
+
+    from amg.generate import run
+    from render.errors import AmgError
+
+    folder = build_tiny_wan(tmp_path / "vace", vace=True)
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        native = compose(config_name="generate", overrides=["model=wan_vace", f"model.path={folder}"])
+        assert (native.num_frames, native.height, native.width, native.fps) == (81, 480, 832, 16.0)
+        assert (native.camera.width, native.camera.height, native.camera.fps) == (832, 480, 16.0)
+        amg = compose(config_name="generate")
+        assert (amg.num_frames, amg.height, amg.width, amg.fps) == (16, 256, 256, 8.0)
+        for bad, match in ((["num_frames=16", "width=32", "height=32"], r"num_frames=16: model=wan_vace takes 4n \+ 1"),
+                           (["num_frames=5", "width=40", "height=32"], "width=40: model=wan_vace takes multiples of 16")):
+            cfg = compose(config_name="generate", overrides=[*bad, "model=wan_vace", f"model.path={folder}",
+                                                             "progress=false", "model.max_sequence_length=16"])
+            out = tmp_path / bad[0]
+            with pytest.raises(AmgError, match=match):
+                run(cfg, out)
+            assert not any(p.suffix in (".mp4", ".npz", ".png") for p in out.rglob("*")) if out.exists() else True

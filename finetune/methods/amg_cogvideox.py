@@ -21,7 +21,7 @@ from ..backbones.dit import fingerprints_match, t5_prompt_embeds
 from ..losses import v_target, weighted_mse
 from .amg_dit import AmgDitMethod
 
-__all__ = ["prepare_cogvideox", "v_prediction_loss", "save_cogvideox_adapter", "load_cogvideox_adapter",
+__all__ = ["prepare_cogvideox", "v_prediction_loss", "pad_latent_frames", "rotary_embeddings", "save_cogvideox_adapter", "load_cogvideox_adapter",
            "encode_prompt_cogvideox", "AmgCogVideoXMethod",
            "COGVIDEOX_NUM_FRAMES", "COGVIDEOX_HEIGHT", "COGVIDEOX_WIDTH", "COGVIDEOX_FPS"]
 
@@ -59,15 +59,54 @@ def load_cogvideox_adapter(transformer, directory: str | os.PathLike, fingerprin
     return adapters.apply_adapter(transformer, config, tensors, source=str(directory))
 
 
+def pad_latent_frames(z: torch.Tensor, patch_size_t: int | None) -> tuple[torch.Tensor, int]:
+    """``z`` ``(B, f, C, h, w)`` with copies of its first frame prepended until ``f`` is a multiple of
+    ``patch_size_t`` (CogVideoX 1.5 patches latent frames in groups), and how many were added.
+
+    The stock ``CogVideoXPipeline`` pads its noise the same way (at the start, dropped before decoding);
+    ``patch_size_t=None`` (CogVideoX 1.0) adds nothing.
+    """
+    if not patch_size_t or z.shape[1] % int(patch_size_t) == 0:
+        return z, 0
+    pad = int(patch_size_t) - z.shape[1] % int(patch_size_t)
+    return torch.cat([z[:, :1].expand(-1, pad, -1, -1, -1), z], dim=1), pad
+
+
+def rotary_embeddings(transformer, vae_scale_factor_spatial: int, latent_shape: tuple[int, ...],
+                      device: torch.device | str = "cpu"):
+    """The 3D rotary position embeddings ``(cos, sin)`` the stock ``CogVideoXPipeline`` gives ``transformer``
+    for latents of ``latent_shape`` ``(B, f, C, h, w)`` (computed by the pipeline's own method), or None
+    when the transformer has none (CogVideoX 2B)."""
+    import types
+
+    from diffusers import CogVideoXPipeline
+
+    if not transformer.config.use_rotary_positional_embeddings:
+        return None
+    holder = types.SimpleNamespace(transformer=transformer, vae_scale_factor_spatial=vae_scale_factor_spatial)
+    f, h, w = int(latent_shape[1]), int(latent_shape[3]), int(latent_shape[4])
+    return CogVideoXPipeline._prepare_rotary_positional_embeddings(
+        holder, h * vae_scale_factor_spatial, w * vae_scale_factor_spatial, f, torch.device(device))
+
+
 def v_prediction_loss(transformer, scheduler, z0: torch.Tensor, z_avatar: torch.Tensor, text: torch.Tensor,
-                      gen: torch.Generator) -> torch.Tensor:
-    """v-prediction loss on latents ``(B, f, C, h, w)`` and text ``(B, L, D)``; draws from ``gen`` on the CPU."""
+                      gen: torch.Generator, vae_scale_factor_spatial: int = 8) -> torch.Tensor:
+    """v-prediction loss on latents ``(B, f, C, h, w)`` and text ``(B, L, D)``; draws from ``gen`` on the CPU.
+
+    The transformer sees what sampling gives it: rotary embeddings when it uses them and, for CogVideoX
+    1.5, the clip padded at its start to whole temporal patches (the padding frames carry no loss).
+    """
+    base = getattr(transformer, "module", transformer)  # the model itself under DistributedDataParallel
+    p_t = getattr(base.config, "patch_size_t", None)
+    z0, pad = pad_latent_frames(z0, p_t)
+    z_avatar, _ = pad_latent_frames(z_avatar, p_t)
     noise = torch.randn(z0.shape, generator=gen).to(z0.device, z0.dtype)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (z0.shape[0],), generator=gen).to(z0.device)
     zt = scheduler.add_noise(z0, noise, t)
+    rotary = rotary_embeddings(base, vae_scale_factor_spatial, z0.shape, z0.device)
     pred = transformer(hidden_states=torch.cat([zt, z_avatar], dim=2), encoder_hidden_states=text, timestep=t,
-                       return_dict=False)[0]
-    return weighted_mse(pred, v_target(scheduler.alphas_cumprod, z0, noise, t))
+                       image_rotary_emb=rotary, return_dict=False)[0]
+    return weighted_mse(pred[:, pad:], v_target(scheduler.alphas_cumprod, z0, noise, t)[:, pad:])
 
 
 def encode_prompt_cogvideox(text_encoder, tokenizer, prompts: list[str],
@@ -102,8 +141,10 @@ class AmgCogVideoXMethod(AmgDitMethod):
                                        self.max_sequence_length)
 
     def loss(self, batch, gen, device, dtype):
+        vae = self.backbone.vae
         return v_prediction_loss(self.trained, self.backbone.scheduler, batch.video.to(device, dtype),
-                                 batch.avatar.to(device, dtype), batch.text.to(device, dtype), gen)
+                                 batch.avatar.to(device, dtype), batch.text.to(device, dtype), gen,
+                                 vae_scale_factor_spatial=2 ** (len(vae.config.block_out_channels) - 1))
 
     def save(self, directory, extra=None):
         return save_cogvideox_adapter(self.unwrapped(), directory, self.backbone.fingerprint, extra=extra)

@@ -20,7 +20,8 @@ from render.errors import AmgError
 from ..adapters import scaled_lora
 from ..backbones.cogvideox import encode_video_cogvideox, load_cogvideox
 from ..data import to_model_range
-from ..methods.amg_cogvideox import load_cogvideox_adapter, prepare_cogvideox, save_cogvideox_adapter
+from ..methods.amg_cogvideox import (load_cogvideox_adapter, pad_latent_frames, prepare_cogvideox,
+                                     save_cogvideox_adapter)
 from .dit import AdapterFolders
 
 __all__ = ["AMGCogVideoXPipeline"]
@@ -41,14 +42,14 @@ class AMGCogVideoXPipeline(AdapterFolders, CogVideoXPipeline):
 
         ``avatar_video``: uint8 ``(F, H, W, 3)`` or a path, ``F = 4n + 1`` (CogVideoX: 49 at 480x720).
         ``lora_scale``: LoRA strength (0: the base transformer). ``output_type``: ``"np"`` float32
-        ``(F, H, W, 3)`` in [0, 1], ``"uint8"`` or ``"latent"`` (``(1, f, C, h, w)``).
+        ``(F, H, W, 3)`` in [0, 1], ``"uint8"`` or ``"latent"`` (``(1, f, C, h, w)``; for CogVideoX 1.5,
+        whose ``patch_size_t`` groups latent frames, ``f`` includes the padding frames at the start, as
+        the stock pipeline returns them).
         """
         if output_type not in ("np", "uint8", "latent"):
             raise AmgError(f"output_type={output_type!r}: expected 'np', 'uint8' or 'latent'")
         frames = self.avatar_frames(avatar_video, "CogVideoX", 49)
         num_frames = frames.shape[0]
-        if self.transformer.config.patch_size_t is not None:
-            raise AmgError("CogVideoX 1.5 (temporal patches) is not supported by this sampler yet")
         height, width = height or frames.shape[1], width or frames.shape[2]
         self._guidance_scale, self._attention_kwargs, self._current_timestep, self._interrupt = \
             guidance_scale, None, None, False
@@ -61,13 +62,17 @@ class AMGCogVideoXPipeline(AdapterFolders, CogVideoXPipeline):
         if do_cfg:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
         z_avatar = encode_video_cogvideox(self.vae, to_model_range(frames, height, width)[None])
+        # CogVideoX 1.5 patches pairs of latent frames: as the stock pipeline, pad the clip at its start
+        # (the padding is dropped before decoding); the avatar's first latent frame stands in there.
+        z_avatar, pad = pad_latent_frames(z_avatar, self.transformer.config.patch_size_t)
         z_avatar = z_avatar.to(device, prompt_embeds.dtype)
         z_avatar = torch.cat([z_avatar] * 2) if do_cfg else z_avatar
 
         # 2. Timesteps, initial noise (the VAE's latent channels), rotary embeddings.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        latents = self.prepare_latents(1, self.vae.config.latent_channels, num_frames, height, width,
+        latents = self.prepare_latents(1, self.vae.config.latent_channels,
+                                       num_frames + pad * self.vae_scale_factor_temporal, height, width,
                                        prompt_embeds.dtype, device, generator, latents)
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         image_rotary_emb = (self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
@@ -91,11 +96,11 @@ class AMGCogVideoXPipeline(AdapterFolders, CogVideoXPipeline):
                 latents = latents.to(prompt_embeds.dtype)
                 bar.update()
         self._current_timestep = None
-        if output_type == "latent":
+        if output_type == "latent":  # as the stock pipeline: with CogVideoX 1.5's padding frames
             return latents
 
-        # 4. Decode; [-1, 1] -> [0, 1] -> (F, H, W, 3).
-        video = self.decode_latents(latents).float()
+        # 4. Decode without the padding; [-1, 1] -> [0, 1] -> (F, H, W, 3).
+        video = self.decode_latents(latents[:, pad:]).float()
         out = (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
         self.maybe_free_model_hooks()
         return (out * 255).round().astype(np.uint8) if output_type == "uint8" else out

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..defaults import AMG_SIZE
 from ..errors import AmgError
 
 __all__ = ["Camera", "intrinsics_from_fov", "look_at_rotation", "default_camera", "OPENCV_TO_OPENGL",
@@ -115,7 +116,7 @@ class Camera:
     @classmethod
     def look_at(cls, eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0),
                 up: Sequence[float] = (0.0, 1.0, 0.0), fov_deg: float = 50.0,
-                width: int = 256, height: int = 256) -> "Camera":
+                width: int = AMG_SIZE, height: int = AMG_SIZE) -> "Camera":
         """A centred camera at ``eye`` (metres) looking at ``target`` with ``up`` towards image top.
 
         ``fov_deg`` is the vertical field of view in degrees.
@@ -126,7 +127,7 @@ class Camera:
 
     @classmethod
     def from_opengl(cls, c2w: torch.Tensor, K: torch.Tensor | None = None, fov_deg: float | None = None,
-                    width: int = 256, height: int = 256) -> "Camera":
+                    width: int = AMG_SIZE, height: int = AMG_SIZE) -> "Camera":
         """From a 4x4 OpenGL camera-to-world matrix (x right, y up, z back) and ``K`` or ``fov_deg``."""
         c2w = _t(c2w)
         if K is None:
@@ -227,7 +228,7 @@ class Camera:
 
 
 def default_camera(eye: Sequence[float] = DEFAULT_EYE, target: Sequence[float] = DEFAULT_TARGET,
-                   fov_deg: float = DEFAULT_FOV_DEG, width: int = 256, height: int = 256) -> Camera:
+                   fov_deg: float = DEFAULT_FOV_DEG, width: int = AMG_SIZE, height: int = AMG_SIZE) -> Camera:
     """The studio camera (:data:`DEFAULT_EYE` looking at :data:`DEFAULT_TARGET`), or one of its variants;
     ``width x height`` pixels, ``fov_deg`` vertical."""
     return Camera.look_at(eye, target, fov_deg=fov_deg, width=width, height=height)

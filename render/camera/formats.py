@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..defaults import AMG_FPS, AMG_SIZE
 from ..errors import AmgError
 from ..rotations import matrix_to_quaternion, quaternion_to_matrix
 from .core import _DTYPE, Camera, intrinsics_from_fov
@@ -49,8 +50,8 @@ class PathFormats:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, format: str | None = None, fov_deg: float = 50.0, width: int = 256,
-             height: int = 256, fps: float = 8.0, world_up: str = "y") -> "CameraPath":
+    def load(cls, path: str | Path, format: str | None = None, fov_deg: float = 50.0, width: int = AMG_SIZE,
+             height: int = AMG_SIZE, fps: float = AMG_FPS, world_up: str = "y") -> "CameraPath":
         """Read a camera path file: ours (.json/.yaml: per-frame cameras or keyframes), nerfstudio
         ``camera_path.json`` (``world_up="z"`` for nerfstudio's Z-up worlds) or a TUM trajectory (.txt;
         intrinsics from ``fov_deg``/``width``/``height``).
@@ -99,7 +100,7 @@ class PathFormats:
             raise AmgError("expected a mapping at the top level")
         allowed = {"width", "height", "fps", "frames", "keyframes", "num_frames", "rotation", "easing"}
         _check_keys(data, allowed, "top level")
-        width, height, fps = int(data.get("width", 256)), int(data.get("height", 256)), float(data.get("fps", 8.0))
+        width, height, fps = int(data.get("width", AMG_SIZE)), int(data.get("height", AMG_SIZE)), float(data.get("fps", AMG_FPS))
         if "frames" in data:
             frames = data["frames"]
             if not frames:
@@ -173,9 +174,9 @@ class PathFormats:
             if not isinstance(f, dict) or "camera_to_world" not in f:
                 raise AmgError(f"field camera_path[{i}].camera_to_world: missing; expected 16 numbers (a 4x4 matrix)")
         try:
-            height = int(data.get("render_height", 256))
+            height = int(data.get("render_height", AMG_SIZE))
             width = int(data.get("render_width", round(height * float(frames[0].get("aspect", 1.0)))))
-            fps = float(data.get("fps", 8.0))
+            fps = float(data.get("fps", AMG_FPS))
         except (TypeError, ValueError, OverflowError):
             raise AmgError("fields 'render_height', 'render_width', 'aspect', 'fps': expected numbers") from None
         M = _world_to_up(world_up)
@@ -221,7 +222,7 @@ class PathFormats:
         t = -(R @ a[:, 1:4, None])[..., 0]
         if fps is None:
             dt = np.diff(a[:, 0].numpy())
-            fps = float(1 / np.median(dt)) if len(dt) and np.median(dt) > 0 else 8.0
+            fps = float(1 / np.median(dt)) if len(dt) and np.median(dt) > 0 else AMG_FPS
         return cls(K.expand(len(a), 3, 3).clone(), R, t, width, height, fps)
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..defaults import AMG_FPS, AMG_SIZE
 from ..errors import AmgError
 from ..rotations import matrix_to_quaternion, quaternion_to_matrix, slerp, standardize_quaternion
 from .core import DEFAULT_EYE, DEFAULT_FOV_DEG, DEFAULT_TARGET, Camera, _t, default_camera
@@ -35,7 +36,7 @@ class PathGenerators:
     """Classmethods that build a :class:`~render.camera.CameraPath` (mixed into it)."""
 
     @classmethod
-    def static(cls, camera: Camera, num_frames: int = 16, fps: float = 8.0) -> "CameraPath":
+    def static(cls, camera: Camera, num_frames: int = 16, fps: float = AMG_FPS) -> "CameraPath":
         """``num_frames`` copies of one camera."""
         _check_frames(num_frames)
         return cls.from_cameras([camera] * num_frames, fps)
@@ -43,8 +44,8 @@ class PathGenerators:
     @classmethod
     def orbit(cls, num_frames: int = 16, degrees: float = 360.0, radius: float = 3.0,
               elevation_deg: float = 10.0, target: Sequence[float] = (0.0, 0.9, 0.0),
-              start_deg: float = 0.0, fov_deg: float = 50.0, width: int = 256, height: int = 256,
-              fps: float = 8.0) -> "CameraPath":
+              start_deg: float = 0.0, fov_deg: float = 50.0, width: int = AMG_SIZE, height: int = AMG_SIZE,
+              fps: float = AMG_FPS) -> "CameraPath":
         """Circle ``degrees`` around ``target`` at ``radius`` metres and ``elevation_deg`` above it.
 
         Azimuth 0 puts the camera on the +Z side of the target, in front of a body in rest pose;
@@ -63,7 +64,7 @@ class PathGenerators:
 
     @classmethod
     def zoom(cls, num_frames: int = 16, factor: float = 2.0, camera: Camera | None = None,
-             easing: str = "linear", fps: float = 8.0, **look_at) -> "CameraPath":
+             easing: str = "linear", fps: float = AMG_FPS, **look_at) -> "CameraPath":
         """Change the focal length from ``f`` to ``factor * f`` (factor > 1 zooms in, < 1 out).
 
         ``camera`` defaults to :func:`~render.camera.default_camera` ``(**look_at)``.
@@ -78,7 +79,7 @@ class PathGenerators:
 
     @classmethod
     def dolly(cls, num_frames: int = 16, distance: float = 1.5, camera: Camera | None = None,
-              target: Sequence[float] = DEFAULT_TARGET, easing: str = "linear", fps: float = 8.0,
+              target: Sequence[float] = DEFAULT_TARGET, easing: str = "linear", fps: float = AMG_FPS,
               **look_at) -> "CameraPath":
         """Move the camera ``distance`` metres toward ``target`` along its line of sight (negative: away)."""
         _check_frames(num_frames)
@@ -94,7 +95,7 @@ class PathGenerators:
 
     @classmethod
     def pan(cls, num_frames: int = 16, degrees: float = 30.0, camera: Camera | None = None,
-            up: Sequence[float] = (0.0, 1.0, 0.0), easing: str = "linear", fps: float = 8.0,
+            up: Sequence[float] = (0.0, 1.0, 0.0), easing: str = "linear", fps: float = AMG_FPS,
             **look_at) -> "CameraPath":
         """Turn the camera in place by ``degrees`` about the world ``up`` axis (positive: to the left)."""
         _check_frames(num_frames)
@@ -110,7 +111,7 @@ class PathGenerators:
 
     @classmethod
     def follow(cls, targets, offset: Sequence[float] = (0.0, 0.6, 3.5), smoothing: float = 0.0,
-               fov_deg: float = 50.0, width: int = 256, height: int = 256, fps: float = 8.0) -> "CameraPath":
+               fov_deg: float = 50.0, width: int = AMG_SIZE, height: int = AMG_SIZE, fps: float = AMG_FPS) -> "CameraPath":
         """Keep a moving target in frame: the camera sits at ``target + offset`` and looks at the target.
 
         Args:
@@ -131,7 +132,7 @@ class PathGenerators:
 
     @classmethod
     def from_keyframes(cls, keyframes: Sequence[Camera], num_frames: int, times: Sequence[float] | None = None,
-                       rotation: str = "spline", easing: str = "linear", fps: float = 8.0) -> "CameraPath":
+                       rotation: str = "spline", easing: str = "linear", fps: float = AMG_FPS) -> "CameraPath":
         """A smooth path through keyframe cameras.
 
         Positions and focal lengths follow a cubic spline through the keyframes (C2); rotations follow a
@@ -189,7 +190,7 @@ def _check_frames(n: int) -> None:
 
 
 def static_camera(num_frames: int = 16, eye: Sequence[float] = DEFAULT_EYE, target: Sequence[float] = DEFAULT_TARGET,
-                  fov_deg: float = DEFAULT_FOV_DEG, width: int = 256, height: int = 256, fps: float = 8.0):
+                  fov_deg: float = DEFAULT_FOV_DEG, width: int = AMG_SIZE, height: int = AMG_SIZE, fps: float = AMG_FPS):
     """A camera at ``eye`` (metres) looking at ``target`` that does not move: a
     :class:`~render.camera.CameraPath` of ``num_frames`` copies (the ``camera=static`` config).
 
