@@ -6,14 +6,14 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.stamp-$(shell cat requirements.lock setup.cfg 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.stamp-$(shell cat requirements.lock setup.cfg setup.py 2>/dev/null | cksum | cut -d' ' -f1)
 export PYOPENGL_PLATFORM ?= osmesa
 
 .PHONY: setup demo test bench clean-venv
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock setup.cfg
+$(STAMP): requirements.lock setup.cfg setup.py
 	bash tools/setup_system.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import hydra
 import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
@@ -33,7 +32,7 @@ from render.errors import AmgError
 from render.io import write_meta
 from render.video import contact_sheet, read_video, write_image, write_video
 
-from .build import report_errors
+from .build import hydra_app
 
 
 @dataclass
@@ -129,8 +128,7 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     return path
 
 
-@hydra.main(config_path="../conf", config_name="animate", version_base=None)
-@report_errors
+@hydra_app("animate")
 def main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 

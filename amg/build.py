@@ -28,7 +28,14 @@ from render.errors import AmgError
 
 log = logging.getLogger("amg")
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+def _conf_dir() -> Path:
+    """The Hydra configs: ``conf/`` of a source checkout, else the copy a wheel installs as ``amg/conf``."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "conf"
+    return checkout if (checkout / "generate.yaml").is_file() else here / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 __all__ = ["report_errors", "hydra_app", "prepare_run_dir", "static_camera", "build_body", "build_motions",
            "build_avatars", "make_avatars", "build_camera", "build_scene", "Scene", "check_frame_settings",

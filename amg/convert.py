@@ -15,14 +15,13 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from render.errors import AmgError
 from render.io import write_meta
 
-from .build import config_dict, report_errors
+from .build import config_dict, hydra_app
 
 log = logging.getLogger("amg.convert")
 
@@ -44,8 +43,7 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     return out
 
 
-@hydra.main(config_path="../conf", config_name="convert", version_base=None)
-@report_errors
+@hydra_app("convert")
 def main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
