@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .tiny import TINY_MAX_TOKENS, _text_config, build_tiny_clip, build_tiny_text_to_video, tiny_tokenizer, \
-    write_tiny_clips
+from .tiny import TINY_MAX_TOKENS, _text_config, build_tiny_clip, build_tiny_text_to_video, save_components, \
+    tiny_tokenizer, write_tiny_clips
 
 __all__ = ["build_tiny_text_to_video", "build_tiny_svd", "build_tiny_animatediff", "build_tiny_clip", "write_tiny_render_clips",
            "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS", "TINY_IMAGE_EMBED"]
@@ -76,12 +76,8 @@ def build_tiny_svd(folder: str | os.PathLike, seed: int = 0, block_out_channels:
                                            size={"shortest_edge": 224}, do_normalize=True,
                                            image_mean=[0.48145466, 0.4578275, 0.40821073],
                                            image_std=[0.26862954, 0.26130258, 0.27577711])
-    folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet")
-    vae.save_pretrained(folder / "vae")
-    image_encoder.save_pretrained(folder / "image_encoder")
-    feature_extractor.save_pretrained(folder / "feature_extractor")
-    svd_scheduler().save_pretrained(folder / "scheduler")
+    save_components(folder, unet=unet, vae=vae, image_encoder=image_encoder, feature_extractor=feature_extractor,
+                    scheduler=svd_scheduler())
     _index(folder, "StableVideoDiffusionPipeline", {
         "feature_extractor": ["transformers", "CLIPImageProcessor"],
         "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
@@ -123,13 +119,8 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
                                 motion_max_seq_length=32)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
                               steps_offset=1, num_train_timesteps=1000, timestep_spacing="linspace")
-    folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet")
-    vae.save_pretrained(folder / "vae")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    scheduler.save_pretrained(folder / "scheduler")
-    adapter.save_pretrained(folder / "motion_adapter")
+    save_components(folder, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+                    motion_adapter=adapter)
     _index(folder, "StableDiffusionPipeline", {
         "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],

@@ -21,6 +21,16 @@ TINY_MAX_TOKENS = 16
 _TINY_TEXT_DIM = 32
 
 
+def save_components(folder: str | os.PathLike, **components) -> Path:
+    """Save each component (a diffusers/transformers object) into ``folder/<name>`` with its own
+    ``save_pretrained``: a pipeline folder's layout without the pipeline class."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, component in components.items():
+        component.save_pretrained(folder / name)
+    return folder
+
+
 def _byte_symbols() -> list[str]:
     """The 256 printable stand-ins for bytes that byte-level BPE vocabularies (CLIP, GPT-2) are written in."""
     printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
@@ -93,12 +103,7 @@ def build_tiny_text_to_video(folder: str | os.PathLike, seed: int = 0, sample_si
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                               num_train_timesteps=1000, prediction_type="epsilon")
-    folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet")
-    vae.save_pretrained(folder / "vae")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    scheduler.save_pretrained(folder / "scheduler")
+    save_components(folder, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
     import diffusers
 
     index = {

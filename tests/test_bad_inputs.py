@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -288,14 +289,8 @@ def test_app_exits_2_with_one_line_and_no_output(tmp_path, loader, kind, capsys,
         import shutil
 
         shutil.copytree(base[0], tmp_path / "base")
-    run_dir = tmp_path / "run"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [module] + args(f) + [f"hydra.run.dir={run_dir}"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        importlib.import_module(module).main()
-    out, err = capsys.readouterr()
-    assert e.value.code == 2 and out == "", (out, err)
+    code, out, err, run_dir = cli(module, args(f), tmp_path, capsys, monkeypatch)
+    assert code == 2 and out == "", (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(f) in lines[0], err
     assert not run_dir.exists()

@@ -1,6 +1,7 @@
 """Image Conductor on tiny random AnimateDiff models: no-op ControlNets at init, stock AnimateDiff when the
 control is off, camera-free guidance equal to the paper's formula over three UNet passes, the orthogonal
 loss, the camera -> object curriculum, and the public checkpoint's LoRA names."""
+import functools
 import warnings
 
 import numpy as np
@@ -14,8 +15,9 @@ from finetune.methods.image_conductor import (CAMERA, OBJECT, ImageConductorMeth
                                               orthogonal_loss)
 from finetune.pipelines.image_conductor import ImageConductorPipeline
 from finetune.testing import build_tiny_animatediff, write_tiny_render_clips
-from finetune.train import TrainConfig, train
+from finetune.train import train
 from render.errors import AmgError
+from train_helpers import small_config
 
 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
 
@@ -167,11 +169,7 @@ def test_orthogonal_loss_zero_for_orthonormal_factors_and_its_gradient(tiny):
     assert loss.item() == pytest.approx(total, rel=1e-4)
 
 
-def _cfg(**kw):
-    base = dict(steps=2, lr=1e-3, num_frames=2, height=16, width=16, checkpoint_every=2, progress=False,
-                tensorboard=False, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = functools.partial(small_config, steps=2, checkpoint_every=2)
 
 
 def test_camera_then_object_stage_curriculum(tiny):

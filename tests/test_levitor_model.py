@@ -1,6 +1,8 @@
 """LeviTor on tiny random SVD models: the ControlNet starts as a no-op, the pipeline is stock SVD when the
 control is off, the EDM loss matches diffusers' Euler scheduler, training only moves the ControlNet and
 resumes exactly, and LeviTor-layout checkpoints import."""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +14,9 @@ from finetune.losses import edm_denoised, edm_sample
 from finetune.methods.levitor import SAMPLING, LeviTorMethod, import_levitor_controlnet
 from finetune.pipelines.svd_control import SVDControlPipeline
 from finetune.testing import build_tiny_svd, write_tiny_render_clips
-from finetune.train import TrainConfig, train
+from finetune.train import train
 from render.errors import AmgError
+from train_helpers import small_config
 
 EMBED = (16, 32)  # the tiny VAE halves the resolution once, so the conditioning embedding does too
 
@@ -131,11 +134,7 @@ def test_edm_parameterisation_matches_the_svd_euler_scheduler():
         assert torch.allclose(pred_x0, edm_denoised(s, out), atol=1e-4)
 
 
-def _cfg(**kw):
-    base = dict(steps=3, lr=1e-3, num_frames=2, height=16, width=16, checkpoint_every=1, progress=False,
-                tensorboard=False, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = functools.partial(small_config, steps=3, checkpoint_every=1)
 
 
 def test_training_moves_only_the_controlnet_and_resumes_exactly(tiny):

@@ -10,6 +10,7 @@ from avatars.motion import Motion, load_bvh, save_bvh
 from render.errors import AmgError
 from render.rotations import axis_angle_to_matrix
 
+from motion_helpers import within_joint_limits
 from test_body import write_synthetic_smpl
 
 
@@ -280,7 +281,6 @@ def test_bad_motion_files(tmp_path):
 # ---- motion library -------------------------------------------------------------------------------
 
 from avatars import motion_library as ml  # noqa: E402
-from render.rotations import matrix_to_euler  # noqa: E402
 
 needs_default = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="default body not built")
 LIB_FPS, LIB_SECONDS = 8.0, 2.5
@@ -332,15 +332,7 @@ def test_library_motion_is_plausible(name, library, default_body):
             assert low.max() > 0.2 and low.min() < 0.02
         else:
             assert low.max() < 0.02, f"{name}: floats {low.max():.3f} m"
-        # joints within anatomical limits
-        eul = matrix_to_euler(axis_angle_to_matrix(m.body_pose.double()), "XYZ")
-        # (a, b, c) and (a + pi, pi - b, c + pi) are the same rotation; a joint is fine if either fits
-        wrap = lambda x: torch.remainder(x + math.pi, 2 * math.pi) - math.pi  # noqa: E731
-        alt = torch.stack([wrap(eul[..., 0] + math.pi), wrap(math.pi - eul[..., 1]), wrap(eul[..., 2] + math.pi)], -1)
-        for j, (lo, hi) in ml.JOINT_LIMITS.items():
-            lo_t, hi_t = torch.tensor(lo, dtype=eul.dtype) - 1e-3, torch.tensor(hi, dtype=eul.dtype) + 1e-3
-            ok = [((e >= lo_t) & (e <= hi_t)).all(-1) for e in (eul[:, j - 1], alt[:, j - 1])]
-            assert (ok[0] | ok[1]).all(), f"{name}: joint {j} beyond limits"
+        within_joint_limits(m, name)
         # no hand, wrist, elbow or mid-forearm inside the torso
         J = out.joints
         probes = torch.cat([J[:, [18, 19, 20, 21, 22, 23]], 0.5 * (J[:, [18, 19]] + J[:, [20, 21]])], 1)

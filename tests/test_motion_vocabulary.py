@@ -11,7 +11,8 @@ from avatars.body import DEFAULT_BODY_PATH, default_body
 from avatars.contact import flat_foot_heights, foot_slide
 from avatars.motion_vocabulary import _NEW, L_HAND, R_HAND, SPINE3, joint_positions, keyframed, reach
 from avatars.text_to_motion import LibraryTextToMotion
-from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_euler
+from render.rotations import axis_angle_to_matrix, euler_to_matrix
+from motion_helpers import within_joint_limits
 
 needs_default = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="default body not built")
 FPS, SECONDS = 8.0, 2.0
@@ -44,17 +45,6 @@ def test_vocabulary_size_and_descriptions():
         assert ml.solo_of(n) in names
 
 
-def _within_joint_limits(m, name):
-    eul = matrix_to_euler(axis_angle_to_matrix(m.body_pose.double()), "XYZ")
-    # (a, b, c) and (a + pi, pi - b, c + pi) are the same rotation; a joint is fine if either fits
-    wrap = lambda x: torch.remainder(x + math.pi, 2 * math.pi) - math.pi  # noqa: E731
-    alt = torch.stack([wrap(eul[..., 0] + math.pi), wrap(math.pi - eul[..., 1]), wrap(eul[..., 2] + math.pi)], -1)
-    for j, (lo, hi) in ml.JOINT_LIMITS.items():
-        lo_t, hi_t = torch.tensor(lo, dtype=eul.dtype) - 1e-3, torch.tensor(hi, dtype=eul.dtype) + 1e-3
-        ok = [((e >= lo_t) & (e <= hi_t)).all(-1) for e in (eul[:, j - 1], alt[:, j - 1])]
-        assert (ok[0] | ok[1]).all(), f"{m.name}: joint {j} beyond its limits"
-
-
 @needs_default
 def test_every_new_motion_is_grounded_and_does_not_skate(vocabulary):
     h = flat_foot_heights(default_body())
@@ -62,7 +52,7 @@ def test_every_new_motion_is_grounded_and_does_not_skate(vocabulary):
         assert len(people) == (2 if name in ml.interactions() else 1), name
         for k, m in enumerate(people):
             assert len(m) == round(SECONDS * FPS) and torch.isfinite(m.body_pose).all(), name
-            _within_joint_limits(m, name)
+            within_joint_limits(m, name)
             out = _out(m)
             low = out.vertices[..., 1].min(1).values
             assert low.min() > -0.01, f"{name}/{k}: a vertex {low.min():.3f} m below the floor"

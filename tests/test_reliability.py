@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import cli
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -29,18 +30,6 @@ TINY = ["num_frames=3", "width=48", "height=48", "avatar.num_gaussians=600", "pr
 def cfg(name, overrides):
     with initialize_config_dir(config_dir=CONF, version_base=None):
         return compose(config_name=name, overrides=overrides)
-
-
-def cli(module, args, tmp_path, capsys, monkeypatch):
-    """Run an app's console entry point in this process; returns (exit code, stdout, stderr, run dir)."""
-    run_dir = tmp_path / "run"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [module] + list(args) + [f"hydra.run.dir={run_dir}"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        importlib.import_module(module).main()
-    out, err = capsys.readouterr()
-    return e.value.code, out, err, run_dir
 
 
 def assert_one_line_refusal(code, out, err, run_dir, *needles):

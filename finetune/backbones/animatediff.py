@@ -45,8 +45,6 @@ def load_animatediff(folder: str | os.PathLike, motion_adapter: str | os.PathLik
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype)
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
-    freeze(unet, vae, text_encoder)
-    for m in (unet, vae, text_encoder):
-        m.to(device)
+    freeze(unet, vae, text_encoder, device=device)
     return Backbone(family="animatediff", folder=folder, unet=unet, vae=vae, scheduler=scheduler,
                     text_encoder=text_encoder, tokenizer=tokenizer, fingerprint=base_fingerprint(unet))

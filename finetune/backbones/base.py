@@ -77,12 +77,14 @@ class BackboneSpec:
         return LOADERS[self.family](self.path, **dict(self.options), **kw)
 
 
-def freeze(*modules: torch.nn.Module) -> None:
-    """No gradients and eval mode for each module (a frozen base)."""
+def freeze(*modules: torch.nn.Module, device: str | torch.device | None = None) -> None:
+    """No gradients and eval mode for each module (a frozen base), moved to ``device`` when given."""
     for m in modules:
         if m is not None:
             m.requires_grad_(False)
             m.eval()
+            if device is not None:
+                m.to(device)
 
 
 def require_folders(folder: str | os.PathLike, names: tuple[str, ...], what: str) -> Path:

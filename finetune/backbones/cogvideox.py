@@ -47,9 +47,7 @@ def load_cogvideox(folder: str | os.PathLike, dtype: torch.dtype = torch.float32
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     name = read_json(folder / "scheduler" / "scheduler_config.json")["_class_name"]
     scheduler = getattr(diffusers, name).from_pretrained(folder / "scheduler")
-    freeze(transformer, vae, text_encoder)
-    for m in (transformer, vae, text_encoder):
-        m.to(device)
+    freeze(transformer, vae, text_encoder, device=device)
     return Backbone(family="cogvideox", folder=folder, unet=None, transformer=transformer, vae=vae,
                     scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
                     fingerprint=cogvideox_fingerprint(transformer))

@@ -36,9 +36,7 @@ def load_svd(folder: str | os.PathLike, dtype: torch.dtype = torch.float32,
     image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder", dtype=dtype)
     feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
     scheduler = EulerDiscreteScheduler.from_pretrained(folder / "scheduler")
-    freeze(unet, vae, image_encoder)
-    for m in (unet, vae, image_encoder):
-        m.to(device)
+    freeze(unet, vae, image_encoder, device=device)
     return Backbone(family="svd", folder=folder, unet=unet, vae=vae, scheduler=scheduler,
                     image_encoder=image_encoder, feature_extractor=feature_extractor,
                     fingerprint=base_fingerprint(unet))

@@ -50,9 +50,7 @@ def load_wan(folder: str | os.PathLike, dtype: torch.dtype = torch.float32,
     text_encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
     scheduler = _load_scheduler(folder / "scheduler")
-    freeze(transformer, vae, text_encoder)
-    for m in (transformer, vae, text_encoder):
-        m.to(device)
+    freeze(transformer, vae, text_encoder, device=device)
     return Backbone(family="wan_vace" if vace else "wan", folder=folder, unet=None, transformer=transformer,
                     vae=vae, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
                     fingerprint=wan_fingerprint(transformer))
