@@ -249,6 +249,7 @@ class LibraryMotion:
     path: str | None = None
     speed: float = 1.0
     direction: float = 0.0  # degrees about +Y; 0 faces the default camera
+    fallback: str = "idle"  # name: auto without a prompt (amg.render motion=auto) plays this library motion
 
 
 @dataclass
@@ -309,7 +310,7 @@ def build_motions(cfg: DictConfig, num_frames: int, fps: float, text: str | None
     elif spec.name in ("auto", "from_text") and text is not None:
         motions = motion_library.from_text(text, seconds=seconds, fps=fps, num_people=num_people)
     else:
-        name = "idle" if spec.name in ("auto", "from_text") else spec.name
+        name = spec.fallback if spec.name in ("auto", "from_text") else spec.name
         if name not in motion_library.names():
             raise AmgError(f"motion={name}: unknown; expected one of {', '.join(motion_library.names())}, file")
         motions = motion_library.make_people(name, seconds=seconds, fps=fps, speed=float(spec.speed),

@@ -146,7 +146,7 @@ class DiTVideoGenerator:
 
     def count_tokens(self, text: str) -> tuple[int, int]:
         """The prompt's token count with the model's own tokenizer and ``max_sequence_length``."""
-        return len(self.pipe.tokenizer(text).input_ids), int(self.cfg.get("max_sequence_length", 512))
+        return len(self.pipe.tokenizer(text).input_ids), int(self.cfg.max_sequence_length)
 
     def __call__(self, scene_prompt: str, avatar_video: np.ndarray, seed: int, progress: bool,
                  masks: np.ndarray | None = None, depth: np.ndarray | None = None) -> np.ndarray:

@@ -183,3 +183,21 @@ def test_amg_clip_numbers_agree_between_conf_and_python():
         text = (Path(CONF) / app).read_text()
         assert not any(line.split("#")[0].strip() in ("num_frames: 16", "width: 256", "height: 256", "fps: 8")
                        for line in text.splitlines()), app
+
+
+def test_motion_auto_without_a_prompt_plays_the_fallback_its_config_names():
+    """``motion=auto`` in amg.render has no prompt to read: it plays ``motion.fallback`` (conf shows ``idle``)."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from amg.build import build_motions
+
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        auto = compose(config_name="render", overrides=["motion=auto"])
+        assert auto.motion.fallback == "idle"
+        wave = compose(config_name="render", overrides=["motion=auto", "motion.fallback=wave"])
+        ref = compose(config_name="render", overrides=["motion=wave"])
+    (got,), (want,) = build_motions(wave.motion, 8, 8.0), build_motions(ref.motion, 8, 8.0)
+    assert torch.equal(got.body_pose, want.body_pose)
+    (idle,) = build_motions(auto.motion, 8, 8.0)
+    assert not torch.equal(idle.body_pose, want.body_pose)
