@@ -19,3 +19,15 @@ def stock_and_ours(stock_cls, ours_cls, folder, randomise, avatar, seed, **kw):
                     progress=False, **extra, **kw)
 
     return want, ours("latent", lora_scale=0.0), ours("latent"), ours("uint8")
+
+
+def randomise(transformer, input_weight, old_channels, seed=2, avatar=True):
+    """Give every ``lora_B`` random values (fresh LoRA is a no-op) and, with ``avatar``, the avatar columns
+    (``[:, old_channels:]``) of ``input_weight(transformer)``, the widened input layer's weight."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3, generator=g)
+        if avatar:
+            input_weight(transformer)[:, old_channels:].normal_(0, 0.3, generator=g)

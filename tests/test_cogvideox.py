@@ -7,7 +7,7 @@ import torch
 from finetune.backbones.cogvideox import load_cogvideox, widen_patch_embed
 from finetune.methods.amg_cogvideox import prepare_cogvideox, v_prediction_loss
 from finetune.pipelines.amg_cogvideox import AMGCogVideoXPipeline
-from dit_helpers import stock_and_ours
+from dit_helpers import randomise, stock_and_ours
 from finetune.testing_dit import build_tiny_cogvideox
 
 
@@ -32,13 +32,7 @@ def _inputs(channels, seed=0):
 
 
 def _randomise(transformer, seed=2, avatar=True):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in transformer.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.3, generator=g)
-        if avatar:
-            transformer.patch_embed.proj.weight[:, 4:].normal_(0, 0.3, generator=g)
+    randomise(transformer, lambda t: t.patch_embed.proj.weight, 4, seed=seed, avatar=avatar)
 
 
 def _avatar(frames=9, side=16, seed=0):

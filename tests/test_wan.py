@@ -8,7 +8,7 @@ from finetune import adapters
 from finetune.backbones.wan import load_wan
 from finetune.methods.amg_wan import flow_matching_loss, prepare_wan
 from finetune.pipelines.amg_wan import AMGWanPipeline
-from dit_helpers import stock_and_ours
+from dit_helpers import randomise, stock_and_ours
 from finetune.testing_dit import build_tiny_wan
 
 
@@ -28,13 +28,7 @@ def _run(transformer, x, e, t=600.0):
 
 
 def _randomise(transformer, seed=2, avatar=True):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in transformer.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.3, generator=g)
-        if avatar:
-            transformer.patch_embedding.weight[:, 16:].normal_(0, 0.3, generator=g)
+    randomise(transformer, lambda t: t.patch_embedding.weight, 16, seed=seed, avatar=avatar)
 
 
 def test_widening_and_fresh_lora_leave_the_output_exactly_unchanged(base):
