@@ -609,7 +609,7 @@ def _vote_ids(ids: torch.Tensor, crow: torch.Tensor, rank: torch.Tensor, pix: to
 
 
 # ------------------------------------------------------------------------------------------------
-# Compiled CPU backend (render/raster_cpu.py): projection here, binning and compositing there
+# Compiled CPU backend (render/raster_cpu.py): projection, binning and compositing there
 # ------------------------------------------------------------------------------------------------
 
 
@@ -617,35 +617,34 @@ def _vote_ids(ids: torch.Tensor, crow: torch.Tensor, rank: torch.Tensor, pix: to
 def _rasterize_numba(frames: Sequence[Gaussians], cameras: Sequence[Camera], bg: torch.Tensor,
                      threads: int | None) -> RenderOutput:
     W, H = cameras[0].width, cameras[0].height
-    ids = torch.cat([g.instance_ids() for g in frames]).numpy()
-    if len(ids) and int(ids.max()) < (1 << 20):  # small ids: a count table instead of a sort
+    ids = None if all(g.ids is None for g in frames) else torch.cat([g.instance_ids() for g in frames]).numpy()
+    if ids is None:  # one instance, id 1
+        uniq, inst = np.ones(1, np.int64), np.zeros(sum(len(g) for g in frames), np.int32)
+    elif len(ids) and int(ids.max()) < (1 << 20):  # small ids: a count table instead of a sort
         uniq = np.flatnonzero(np.bincount(ids))
         lut = np.zeros(int(ids.max()) + 1, np.int32)
         lut[uniq] = np.arange(len(uniq), dtype=np.int32)
         inst = lut[ids]
     else:
         uniq, inst = np.unique(ids, return_inverse=True)
-    uniq = torch.from_numpy(uniq.astype(np.int64))
     degrees = {g.sh_degree for g in frames}
     if len(degrees) > 1:  # rare: mixed colour kinds in one clip, render them frame by frame
         outs = [_rasterize_numba([g], [c], bg, threads) for g, c in zip(frames, cameras)]
         return RenderOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "alpha", "ids")))
 
     def flat(name):
-        return torch.cat([getattr(g, name).detach().float() for g in frames]).numpy()
+        parts = [getattr(g, name).detach().float() for g in frames]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).numpy()  # one frame: no copy
 
-    inst = inst.astype(np.int32)
     frame = np.repeat(np.arange(len(frames), dtype=np.int32), [len(g) for g in frames])
     K = torch.stack([c.K for c in cameras]).float().numpy()
     R = torch.stack([c.R for c in cameras]).float().numpy()
     t = torch.stack([c.t for c in cameras]).float().numpy()
-    rgb, depth, alpha, best = raster_cpu.render(flat("means"), flat("quats"), flat("scales"), flat("opacities"),
-                                                flat("colors"), degrees.pop(), inst, frame, K, R, t, W, H,
-                                                len(uniq), threads)
-    rgb, depth, alpha = torch.from_numpy(rgb), torch.from_numpy(depth), torch.from_numpy(alpha)
-    rgb = (rgb + (1.0 - alpha)[..., None] * bg).clamp(0.0, 1.0)
-    lead = uniq[torch.from_numpy(best).long()] if len(uniq) else torch.ones(best.shape, dtype=torch.long)
-    ids = torch.where(alpha > ID_ALPHA, lead, torch.zeros_like(lead))
+    # background, clamp and ids are applied in the compositor as it writes each tile
+    rgb, depth, alpha, ids = raster_cpu.render(flat("means"), flat("quats"), flat("scales"), flat("opacities"),
+                                               flat("colors"), degrees.pop(), inst.astype(np.int32), frame, K, R,
+                                               t, W, H, uniq.astype(np.int64), bg.numpy(), threads)
+    rgb, depth, alpha, ids = (torch.from_numpy(x) for x in (rgb, depth, alpha, ids))
     return RenderOutput(rgb, depth, alpha, ids)
 
 
