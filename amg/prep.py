@@ -146,15 +146,21 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         ran.append("captions")
     captions = read_json(clip_dir / "captions.json")
 
-    k_render = _key(k_cap, config_dict(cfg.avatar), list(cfg.conditions))
+    texture = bool(cfg.texture_from_frames)
+    k_render = _key(k_cap, config_dict(cfg.avatar), list(cfg.conditions), texture)
     if not stages.done("render", k_render):
         avatars = build_avatars(body, cfg.avatar, captions["appearance"][: len(motions)],
                                 betas=[m.betas for m in motions])
         people = [Person(a, m, name=f"track{t}") for a, m, t in zip(avatars, motions, track_ids)]
         res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
                            seed=int(cfg.seed), progress=False)
+        extra = []
+        if texture:
+            people, extra = texture_people(people, track_ids, clip.frames, res, masks, cameras, clip_dir)
+            res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
+                               seed=int(cfg.seed), progress=False)
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
-        stages.mark("render", k_render, [p.name for p in written.values()])
+        stages.mark("render", k_render, [p.name for p in written.values()] + extra)
         ran.append("render")
     record = ClipRecord(video=str(clip_dir / "clip.mp4"), avatar=str(clip_dir / "avatar.mp4"),
                         caption=captions["scene"], frames=(0, len(clip.frames)), fps=float(clip.fps),
@@ -165,6 +171,31 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
     write_meta(clip_dir, "prep", inputs={"source_frames": clip.source_frames.tolist()}, config=config_dict(cfg),
                seed=int(cfg.seed), record=record.to_json())
     return record
+
+
+def texture_people(people: list[Person], track_ids, frames, res, masks, cameras, clip_dir: Path):
+    """Each person's avatar coloured from the clip's ``frames`` where its Gaussians are visible
+    (:func:`avatars.texture.colour_from_frames`, occlusion from the first render ``res``, the footage's person
+    masks ``masks`` of track ids); writes ``avatar<track>.ply`` + binding ``.npz`` and ``texture.json``
+    (coverage per person). Returns the re-coloured people and the written file names."""
+    from dataclasses import replace as with_
+
+    from avatars.texture import colour_from_frames
+
+    out, names, report = [], [], {}
+    for i, (p, t) in enumerate(zip(people, track_ids)):
+        real = None if masks is None else masks == t
+        avatar, found = colour_from_frames(p.avatar, p.motion, cameras, frames, res.depth, res.mask,
+                                           instance_id=i + 1, person_mask=real)
+        if found.coverage == 0:
+            log.warning("%s: texture_from_frames: no Gaussian of track %s is visible in the clip; it keeps "
+                        "the caption's colours", clip_dir.name, t)
+        avatar.save(clip_dir / f"avatar{t}.ply")
+        names += [f"avatar{t}.ply", f"avatar{t}.npz"]
+        report[str(t)] = {"coverage": round(found.coverage, 4), "mean_views": round(float(found.views.float().mean()), 2)}
+        out.append(with_(p, avatar=avatar))
+    write_json(clip_dir / "texture.json", report)
+    return out, names + ["texture.json"]
 
 
 def build_captioner(cfg: DictConfig):
