@@ -46,14 +46,19 @@ def test_fused_projection_matches_torch_projection(seed, sh, size):
     assert (box[both] != want_box).any(axis=1).mean() < 0.002
 
 
-def test_depth_order_is_the_stable_sort_by_frame_then_depth():
+@pytest.mark.parametrize("num_frames", [4, 40])  # packed int64 keys, and the lexsort beyond 31 frames
+def test_depth_order_is_the_stable_sort_by_frame_then_depth(num_frames):
     rng = np.random.default_rng(0)
     depth = rng.choice(np.float32([0.5, 1.0, 1.25, 3.0, 7.5]), 500)  # many ties: the index decides them
-    frame = np.sort(rng.integers(0, 4, 500)).astype(np.int32)
+    frame = np.sort(rng.integers(0, num_frames, 500)).astype(np.int32)
     valid = rng.random(500) > 0.2
-    order = raster_cpu._depth_order(valid, depth, frame, 4)
-    vis = np.flatnonzero(valid)
-    np.testing.assert_array_equal(order, vis[np.lexsort((vis, depth[vis], frame[vis]))])
+    grec = np.zeros((500, 16), np.float32)
+    grec[:, 9] = depth
+    grec.view(np.int32)[:, 11] = frame
+    keys, mask, vis = raster_cpu._depth_order(valid, grec.view(np.int32), num_frames)
+    order = np.flatnonzero(valid)
+    order = order[np.lexsort((order, depth[order], frame[order]))]
+    np.testing.assert_array_equal(vis[keys & mask], order)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
