@@ -8,8 +8,10 @@ all measured in the same run:
    (``backend="numba"``), the PyTorch path (``backend="torch"``) and a pyrender render (RGB, depth, ids)
    of the same mesh from the same camera, the ratios to pyrender (goals: compiled <= 0.5x at 30k/256,
    <= 1.0x at 100k/512), and how the compiled cost grows with Gaussians and pixels (log-log slopes);
-2. a 16-frame clip in one ``rasterize_clip`` call against 16 single-frame calls (compiled);
-3. 128x128 with 2k Gaussians: both paths against the dense reference of the tests (every pixel against
+2. where the compiled path's CPU time goes, stage by stage (``raster_cpu.render(timings=...)``), for the goal
+   cells and the largest one;
+3. a 16-frame clip in one ``rasterize_clip`` call against 16 single-frame calls (compiled);
+4. 128x128 with 2k Gaussians: both paths against the dense reference of the tests (every pixel against
    every Gaussian): speed-up and maximum absolute difference.
 
 Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/render.py [--quick] [--repeats 3] [--threads N]``
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _timing import timed  # noqa: E402
+from render import raster_cpu  # noqa: E402
 from render.camera import Camera, CameraPath  # noqa: E402
 from render.gaussian import Gaussians, rasterize, rasterize_clip  # noqa: E402
 from render.mesh import render_mesh  # noqa: E402
@@ -87,6 +90,19 @@ def slope(xs, ys) -> float:
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / max(sum((a - mx) ** 2 for a in lx), 1e-12)
+
+
+def compiled_stages(g: Gaussians, cam: Camera, repeats: int) -> dict:
+    """Process CPU seconds per frame of each stage of the compiled path (after one untimed call)."""
+    arrays = [x.numpy() for x in (g.means, g.quats, g.scales, g.opacities, g.colors)]
+    rest = (g.sh_degree, np.zeros(len(g), np.int32), np.zeros(len(g), np.int32), cam.K[None].float().numpy(),
+            cam.R[None].float().numpy(), cam.t[None].float().numpy(), cam.width, cam.height, np.ones(1, np.int64),
+            np.zeros(3, np.float32))
+    raster_cpu.render(*arrays, *rest)
+    stages: dict = {}
+    for _ in range(repeats):
+        raster_cpu.render(*arrays, *rest, timings=stages)
+    return {k: v / repeats for k, v in stages.items()}
 
 
 def camera(size: int) -> Camera:
@@ -148,6 +164,13 @@ def main() -> None:
         ss = [s for s in sizes if (n, s) in compiled]
         if len(ss) > 1:
             print(f"growth at {n // 1000}k: compiled cost ~ pixels^{slope([s * s for s in ss], [compiled[n, s] for s in ss]):.2f}")
+
+    for n, size in sorted({c for c in cells if c in ((30_000, 256), (100_000, 512))} | {max(cells)}):
+        stages = compiled_stages(scenes[n], camera(size), args.repeats)
+        total = sum(stages.values())
+        print(f"compiled cpu ms/frame by stage, {n // 1000}k/{size}px: "
+              + ", ".join(f"{k} {v * 1e3:.1f} ({v / total:.0%})" for k, v in stages.items())
+              + f"; total {total * 1e3:.1f}")
 
     n_clip = 30_000 if 30_000 in scenes else min(scenes)
     g = scenes[n_clip]

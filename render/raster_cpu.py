@@ -26,6 +26,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -323,7 +324,8 @@ def _kernels():
                         acc[2, li, lj] += w * cbl
                         acc[3, li, lj] += w * cz
                         acc[4, li, lj] += w
-                        votes[m, li, lj] += w
+                        if num_inst > 1:  # one instance: its vote is the alpha, skip the store
+                            votes[m, li, lj] += w
                         trans[li, lj] = tn
             for li in range(th):
                 for lj in range(tw):
@@ -367,6 +369,19 @@ def _depth_order(valid: np.ndarray, grec_bits: np.ndarray, num_frames: int):
     vis = np.flatnonzero(valid)
     depth = grec_bits[vis, 9].view(np.float32)
     return np.lexsort((vis, depth, grec_bits[vis, 11])), -1, vis
+
+
+class _Clock:
+    """Adds the process CPU seconds since the previous call to ``timings[stage]`` (nothing when ``None``)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.process_time()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.process_time()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 @contextlib.contextmanager
@@ -434,7 +449,8 @@ def _project_records(means, quats, scales, opacities, colors, sh_degree, frame, 
 
 def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: np.ndarray, colors: np.ndarray,
            sh_degree: int | None, inst: np.ndarray, frame: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-           width: int, height: int, id_table: np.ndarray, background: np.ndarray, num_threads: int | None = None):
+           width: int, height: int, id_table: np.ndarray, background: np.ndarray, num_threads: int | None = None,
+           timings: dict | None = None):
     """Project, bin and composite the Gaussians of ``F`` frames given as flat arrays over all frames.
 
     Args:
@@ -448,6 +464,8 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
         id_table: ``(I,)`` int64 instance id of each instance index.
         background: ``(3,)`` float32 RGB in ``[0,1]``.
         num_threads: see :func:`threads`.
+        timings: when given, receives the process CPU seconds of each stage (``project``, ``sort``,
+            ``gather+count``, ``scatter``, ``composite``, ``other``), added to what it holds.
 
     Returns:
         ``rgb (F,H,W,3)`` (over ``background``, clamped to ``[0,1]``), ``depth (F,H,W)`` (expected camera z,
@@ -456,6 +474,7 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
     """
     import numba
 
+    clock = _Clock(timings)
     _, depth_keys, gather_count, tile_offsets, scatter_tiles, composite_tiles = _kernels()
     F = len(K)
     f32 = np.float32
@@ -474,10 +493,12 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
     with _numba_threads(num_threads):
         grec, valid = _project_records(means, quats, scales, opacities, colors, sh_degree, frame32, K, R, t,
                                        width, height, num_threads)
+        clock("project")
         grec_bits = grec.view(np.int32)
         grec[:, 10] = inst  # exact in float32: instance indices stay below 2^24
         grec_bits[:, 11] = frame32
         keys, mask, vis = _depth_order(valid, grec_bits, F)
+        clock("sort")
         # counting sort into tiles, in chunks of the depth order (one per thread): the chunks' counts give
         # each chunk its write positions, so every tile's list comes out in depth order; the visible
         # Gaussians are first gathered in that order, so that the binning reads them in sequence
@@ -486,11 +507,13 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
         sorted_ = _scratch("grec_sorted", (len(keys), 16), f32)
         sorted_bits = sorted_.view(np.int32)
         gather_count(keys, mask, vis, grec_bits, sorted_bits, tiles_x, per_frame, counts)
+        clock("gather+count")
         offsets = _scratch("offsets", (F * per_frame + 1,), np.int64)
         cursor = _scratch("cursor", (n_chunks, F * per_frame), np.int64)
         tile_offsets(counts, offsets, cursor)
         rec = _scratch("rec", (int(offsets[-1]), 12), f32)
         scatter_tiles(sorted_, sorted_bits, tiles_x, per_frame, cursor, rec, rec.view(np.int32))
+        clock("scatter")
         # small chunks: tiles covering a person cost far more than empty ones, static halves would idle a thread
         chunk = numba.get_parallel_chunksize()
         numba.set_parallel_chunksize(2)
@@ -499,4 +522,6 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
                             np.ascontiguousarray(background, dtype=f32), table, rgb, depth, alpha, ids)
         finally:
             numba.set_parallel_chunksize(chunk)
+        clock("composite")
+    clock("other")
     return rgb, depth, alpha, ids
