@@ -118,3 +118,24 @@ def test_plausible_body_rejects_a_reading_fused_from_two_people():
     unseen = fused.copy()
     unseen[[11, 12, 23, 24], 2] = 0.1  # nothing to judge without a seen torso
     assert plausible_body(unseen)
+
+
+def test_proportion_deviation_tells_a_body_from_a_phantom(estimator):
+    """The astronaut's world landmarks have human proportions; the same landmarks with a short forearm, a
+    long shin and narrow shoulders (what a person read into texture gets) do not."""
+    import skimage.data
+
+    from reconstruction.pose import LANDMARK_INDEX as I
+    from reconstruction.pose import proportion_deviation
+
+    world = estimator(skimage.data.astronaut())[0].world
+    assert proportion_deviation(world) < 0.2
+    odd = world.copy()
+    odd[I["left_wrist"]] = odd[I["left_elbow"]] + 0.3 * (odd[I["left_wrist"]] - odd[I["left_elbow"]])
+    odd[I["right_ankle"]] = odd[I["right_knee"]] + 2.0 * (odd[I["right_ankle"]] - odd[I["right_knee"]])
+    mid = 0.5 * (odd[I["left_shoulder"]] + odd[I["right_shoulder"]])
+    for n in ("left_shoulder", "right_shoulder"):
+        odd[I[n]] = mid + 0.2 * (odd[I[n]] - mid)
+    assert proportion_deviation(odd) > 0.3
+    both = proportion_deviation(np.stack([world, odd]))
+    assert both.shape == (2,) and abs(both[0] - proportion_deviation(world)) < 1e-12
