@@ -4,15 +4,18 @@ The same conventions as the PyTorch path of :mod:`render.gaussian` (its module d
 out the way gsplat's CUDA rasterizer is:
 
 1. projection: EWA projection, culling, footprint box and SH colour of each Gaussian, fused in one loop
-   parallel over the Gaussians (float32, the arithmetic of ``render.gaussian._project``);
-2. binning, a counting sort: the Gaussians are split in one chunk per thread; each chunk counts its hits
-   per 16x16 tile, prefix sums of the counts give every (chunk, tile) its write position, and each chunk
-   copies its Gaussians into the tiles they touch, so a tile's Gaussians lie in one contiguous block;
-3. compositing: one task per (frame, tile), spread over threads with ``prange``; the task sorts its own
-   short list by (camera z, index), the stable depth order of the PyTorch path, then composites front to
-   back: a Gaussian visits only the pixels of its footprint box inside the tile, a pixel stops before the
-   Gaussian that would take its transmittance to ``T_MIN`` or below, and a tile stops when all its pixels
-   have; the background, the clamp and the instance-id vote are applied as each tile is written out.
+   parallel over the Gaussians (float32, the arithmetic of ``render.gaussian._project``), written as one
+   64-byte record (a cache line) per Gaussian;
+2. depth order: one numpy sort of int64 keys packing (frame, camera z, index), the stable depth order of the
+   PyTorch path; the visible records are gathered in that order;
+3. binning, a counting sort: the sorted Gaussians are split in one chunk per thread; each chunk counts its
+   hits per 16x16 tile, prefix sums of the counts give every (chunk, tile) its write position, and each
+   chunk copies its Gaussians into the tiles they touch, so a tile's Gaussians lie in one contiguous block,
+   in depth order;
+4. compositing: one task per (frame, tile), spread over threads with ``prange``, front to back: a Gaussian
+   visits only the pixels of its footprint box inside the tile, a pixel stops before the Gaussian that
+   would take its transmittance to ``T_MIN`` or below, and a tile stops when all its pixels have; the
+   background, the clamp and the instance-id vote are applied as each tile is written out.
 
 A whole clip is binned and composited in one call, so the threads share the tiles of all frames.
 This path is forward only (no autograd); the PyTorch path stays the differentiable one and the reference
@@ -89,7 +92,7 @@ def _kernels():
     shift = TILE.bit_length() - 1  # pixel -> tile index by a shift
     assert 1 << shift == TILE
     id_alpha = np.float32(ID_ALPHA)
-    sigma_max = np.float32(np.log(255.0) + 1e-3)
+    sigma_max = np.float32(np.log(255.0) + 1e-3)  # alpha < ALPHA_MIN beyond, for opacities up to 1
 
     near, eps2d, extend_max = np.float32(NEAR_PLANE), np.float32(EPS2D), np.float32(_EXTEND)
     c0, c1 = np.float32(_SH_C0), np.float32(_SH_C1)
@@ -231,13 +234,13 @@ def _kernels():
         offsets[n] = total
 
     @nb.njit(cache=True, parallel=True, nogil=True)
-    def scatter_tiles(grec, grec_bits, tiles_x, per_frame, cursor, rec, rec_bits):  # pragma: no cover
-        """Copy each Gaussian of ``grec`` (in depth order) into every tile it touches, as one 48-byte record:
-        its 2D Gaussian, colour, depth, instance index and box clipped to the tile (four 4-bit tile
-        coordinates in ``rec_bits``, an int32 view of ``rec``). A tile then reads one contiguous block, in
-        depth order."""
+    def scatter_tiles(grec_bits, tiles_x, per_frame, cursor, rec_bits):  # pragma: no cover - compiled
+        """Copy each Gaussian of ``grec_bits`` (in depth order) into every tile it touches, as one 48-byte
+        record: its 2D Gaussian, colour, depth and instance index (words 0-10, as projected) and its box
+        clipped to the tile (four 4-bit tile coordinates in word 11). A tile then reads one contiguous block,
+        in depth order. Words are copied as int32 (see ``gather_count``)."""
         n_chunks = cursor.shape[0]
-        n = grec.shape[0]
+        n = grec_bits.shape[0]
         for c in nb.prange(n_chunks):
             pos = cursor[c]
             for g in range(c * n // n_chunks, (c + 1) * n // n_chunks):
@@ -251,7 +254,7 @@ def _kernels():
                         p = pos[t]
                         pos[t] = p + 1
                         for q in range(11):
-                            rec[p, q] = grec[g, q]
+                            rec_bits[p, q] = grec_bits[g, q]
                         ja = max(j0 - tx * tile, 0)
                         jb = min(j1 - tx * tile, tile - 1)
                         rec_bits[p, 11] = ja | (jb << 4) | (ia << 8) | (ib << 12)
@@ -295,6 +298,9 @@ def _kernels():
                 bits = rec_bits[p, 11]
                 ja, jb, ia, ib = bits & 15, (bits >> 4) & 15, (bits >> 8) & 15, (bits >> 12) & 15
                 hca, hcc = half * ca, half * cc
+                # alpha >= ALPHA_MIN needs sigma <= log(255 op): a cheap test before the exp, with a margin far
+                # above float error so that the exact test below still decides every kept pixel
+                smax = sigma_max if op <= one else np.float32(np.log(op * np.float32(255.0))) + np.float32(1e-3)
                 for li in range(ia, ib + 1):
                     dy = v - (np.float32(y0 + li) + half)
                     sy = hcc * dy * dy
@@ -303,13 +309,14 @@ def _kernels():
                             continue
                         dx = u - (np.float32(x0 + lj) + half)
                         sigma = hca * dx * dx + sy + cb * dx * dy
-                        # sigma > log(255) means alpha < ALPHA_MIN for any opacity <= 1: skip the exp (with
-                        # a margin far above float error, so the exact test below decides every kept pixel)
-                        if sigma < 0 or sigma > sigma_max:
+                        if sigma < 0 or sigma > smax:
                             continue
-                        e = int(sigma * np.float32(256.0))
-                        r = sigma - np.float32(e) * exp_step
-                        a = min(alpha_max, op * (exp_table[e] * (one - r * (one - r * half))))
+                        if sigma <= sigma_max:
+                            e = int(sigma * np.float32(256.0))
+                            r = sigma - np.float32(e) * exp_step
+                            a = min(alpha_max, op * (exp_table[e] * (one - r * (one - r * half))))
+                        else:  # beyond the table, only for opacities above 1
+                            a = min(alpha_max, op * np.exp(-sigma))
                         if a < alpha_min:
                             continue
                         tc = trans[li, lj]
@@ -512,7 +519,7 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
         cursor = _scratch("cursor", (n_chunks, F * per_frame), np.int64)
         tile_offsets(counts, offsets, cursor)
         rec = _scratch("rec", (int(offsets[-1]), 12), f32)
-        scatter_tiles(sorted_, sorted_bits, tiles_x, per_frame, cursor, rec, rec.view(np.int32))
+        scatter_tiles(sorted_bits, tiles_x, per_frame, cursor, rec.view(np.int32))
         clock("scatter")
         # small chunks: tiles covering a person cost far more than empty ones, static halves would idle a thread
         chunk = numba.get_parallel_chunksize()

@@ -71,3 +71,4 @@ def test_tiles_of_many_gaussians_and_threads(seed):
     ref = rasterize(g, cam, background=(0.5, 0.1, 0.9), backend="torch")
     for threads in (1, 2):
         assert_twins(rasterize(g, cam, background=(0.5, 0.1, 0.9), backend="numba", threads=threads), ref)
+
