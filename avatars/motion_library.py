@@ -557,5 +557,45 @@ class RuleBasedTextToMotion(TextToMotion):
         return from_text(text, seconds=seconds, fps=fps, num_people=num_people, body=self.body)
 
 
+# ---- walks along curved paths (the 3D-box trajectory model's training recipe: people turning along arcs
+# and S-curves, so their boxes turn and foreshorten) --------------------------------------------------------
+
+def _curved_walk(t, speed, yaw, fps, name, direction, body):
+    """A walk whose facing turns by ``yaw (F,)`` radians about +Y (positive: to the person's left).
+
+    The stance foot carries the body (:func:`avatars.contact.stance_root_motion`) in the world, so the
+    root follows the turning facing: the path bends with the heading instead of the body sliding sideways.
+    """
+    p, contacts, _ = _gait(t, speed, _WALK)
+    return _finish(p, fps, name, heading=direction, yaw=yaw, body=body, travel=True, contacts=contacts)
+
+
+def walk_arc(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None, turn=90.0):
+    """Walking along an arc: the facing turns steadily by ``turn`` degrees to the left over the clip
+    (negative: to the right), a circle segment of constant curvature."""
+    F, t = _time(seconds, fps)
+    yaw = math.radians(turn) * t / max(float(t[-1]), 1e-9)
+    return _curved_walk(t, speed, yaw, fps, "walk_arc" if turn >= 0 else "walk_arc_right", direction, body)
+
+
+def walk_arc_right(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None):
+    """Walking along an arc turning 90 degrees to the right (:func:`walk_arc` with ``turn=-90``)."""
+    return walk_arc(seconds, fps, speed, direction, body, turn=-90.0)
+
+
+def walk_s_curve(seconds=3.0, fps=30.0, speed=1.0, direction=0.0, body=None, swing=45.0):
+    """Walking an S-curve: the facing swings ``swing`` degrees to the left, back through the heading and
+    as far to the right (one period of ``swing * sin(2 pi t / T)`` over the clip), so the path weaves
+    left then right of the heading."""
+    F, t = _time(seconds, fps)
+    yaw = math.radians(swing) * torch.sin(2 * math.pi * t / max(float(t[-1]), 1e-9))
+    return _curved_walk(t, speed, yaw, fps, "walk_s_curve", direction, body)
+
+
+register("walk_arc", walk_arc, "walking along an arc, a curved path turning steadily to the left")
+register("walk_arc_right", walk_arc_right, "walking along an arc, a curved path turning steadily to the right")
+register("walk_s_curve", walk_s_curve, "walking an s curve, a winding path weaving left and right")
+
+
 # the keyframed vocabulary and every motion's description register themselves here
 from . import motion_vocabulary  # noqa: E402,F401
