@@ -185,3 +185,81 @@ def test_import_levitor_checkpoint_names(tiny, tmp_path):
         import_levitor_controlnet({**levitor, "controlnet_cond_embedding.conv_in_feat.weight": torch.zeros(1)}, unet)
     with pytest.raises(AmgError, match="missing"):
         import_levitor_controlnet({k: v for k, v in levitor.items() if k != "controlnet_mid_block.weight"}, unet)
+
+
+def _square_mask(side=48, x0=10, y0=18, size=10):
+    mask = np.zeros((side, side), np.int64)
+    mask[y0:y0 + size, x0:x0 + size] = 1
+    return mask
+
+
+def test_clicks_with_depth_make_the_control_follow_the_drag():
+    from finetune.methods.levitor import clicks_control, read_clicks
+
+    mask = _square_mask()
+    clicks = read_clicks([{"id": 1, "points": [[15, 23], [35, 23]]}])
+    control, moved = clicks_control(mask, clicks, num_frames=4)
+    assert control.shape == (4, 3, 48, 48) and control.dtype == np.float32
+    # the object's pixels travel with the clicks: its mask centre moves 20 px right, 0 down
+    cx = [np.nonzero(m == 1)[1].mean() for m in moved.masks]
+    cy = [np.nonzero(m == 1)[0].mean() for m in moved.masks]
+    assert cx[-1] - cx[0] == pytest.approx(20, abs=1.5) and abs(cy[-1] - cy[0]) < 1
+    assert np.all(np.diff(cx) > 0)
+    # the heat channel follows: its weighted centre moves right too, and the id channel names the object
+    heat_x = [(c[0] * np.arange(48)).sum() / c[0].sum() for c in control]
+    assert heat_x[-1] - heat_x[0] > 10
+    assert set(np.unique(control[:, 1])) <= {0.0, 1.0}
+    # relative depth 0.5: the object comes closer, so it grows; its depth channel says nearer (larger disparity)
+    near, moved_near = clicks_control(mask, read_clicks([{"id": 1, "points": [[15, 23, 1.0], [15, 23, 0.5]]}]), 4)
+    area = [(m == 1).sum() for m in moved_near.masks]
+    assert area[-1] > 1.5 * area[0]
+    assert near[-1, 2][near[-1, 1] == 1].max() > near[0, 2][near[0, 1] == 1].max()
+
+
+def test_read_clicks_rejects_bad_input(tmp_path):
+    from finetune.methods.levitor import clicks_control, read_clicks
+
+    with pytest.raises(AmgError, match="no control point"):  # LeviTor's rule gives tiny images no points
+        clicks_control(_square_mask(side=16, x0=4, y0=6, size=4), read_clicks([{"id": 1, "points": [[6, 8], [12, 8]]}]), 2)
+
+    path = tmp_path / "clicks.json"
+    path.write_text('{"objects": [{"id": 2, "points": [[1, 2, 0.5], [3, 4, 1.0]]}]}')
+    (c,) = read_clicks(path)
+    assert c.object_id == 2 and c.points.shape == (2, 3)
+    with pytest.raises(AmgError, match="no such file"):
+        read_clicks(tmp_path / "missing.json")
+    with pytest.raises(AmgError, match="relative depth"):
+        read_clicks([{"id": 1, "points": [[1, 2, -1]]}])
+    with pytest.raises(AmgError, match="integer id"):
+        read_clicks([{"points": [[1, 2]]}])
+    path.write_text("{not json")
+    with pytest.raises(AmgError, match="not JSON"):
+        read_clicks(path)
+
+
+def test_animate_app_from_clicks_with_depth(tiny, tmp_path):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from amg.animate import run as animate
+    from render.video import read_video
+
+    base = tiny[0]
+    _pil(3).save(tmp_path / "first.png")  # 32x32: LeviTor's K-means rule needs images of about 500 pixels
+    np.save(tmp_path / "ids.npy", _square_mask(side=32, x0=8, y0=10, size=10))
+    conf = str((Path(__file__).parents[1] / "conf").resolve())
+    small = ["method.conditioning_embedding_out_channels=[16,32]", "data.num_frames=2", "data.height=32",
+             "data.width=32", "+sampling.num_inference_steps=2"]
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        cfg = compose("animate", overrides=["method=levitor", f"backbone.path={base}", f"image={tmp_path / 'first.png'}",
+                                            f"mask={tmp_path / 'ids.npy'}",
+                                            "trajectories=[{id:1,points:[[12,14,1.0],[22,14,0.8]]}]"] + small)
+        video = animate(cfg, tmp_path / "out")
+        with pytest.raises(AmgError, match="mask="):
+            animate(compose("animate", overrides=["method=levitor", f"backbone.path={base}",
+                                                  f"image={tmp_path / 'first.png'}",
+                                                  "trajectories=[{id:1,points:[[12,14]]}]"] + small), tmp_path / "bad")
+    assert read_video(video)[0].shape == (2, 32, 32, 3)
+    control = np.load(tmp_path / "out" / "levitor_control.npy")
+    assert control.shape == (2, 3, 32, 32) and control[:, 0].max() > 0 and control[:, 1].max() == 1
