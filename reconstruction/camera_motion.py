@@ -80,12 +80,16 @@ def _rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def frame_rotations(frames: np.ndarray, K, masks: np.ndarray | None = None, max_corners: int = 400,
-                    threshold_deg: float = 0.3, min_inliers: int = 12) -> tuple[np.ndarray, np.ndarray]:
+                    threshold_deg: float = 0.3, min_inliers: int = 12,
+                    max_side: int | None = 640) -> tuple[np.ndarray, np.ndarray]:
     """Camera rotations between consecutive frames from background features.
 
     Args:
         frames: ``(F,H,W,3)`` uint8 RGB; K: ``(3,3)`` or ``(F,3,3)`` intrinsics in pixels.
         masks: ``(F,H,W)`` person ids or probabilities; features on people (dilated) are not used.
+        max_side: frames (and masks, and K) are scaled down so that their long side is at most this many
+            pixels before features are tracked (a rotation does not depend on the image's scale; tracking
+            at 1280x720 takes four times as long for no better angle); None: as given.
     Returns:
         ``(F-1,3,3)`` rotations ``R`` with ``ray_{f+1} = R ray_f`` in camera axes (identity where too few
         background features were tracked) and ``(F-1,)`` inlier counts.
@@ -99,9 +103,17 @@ def frame_rotations(frames: np.ndarray, K, masks: np.ndarray | None = None, max_
     Ks = np.asarray(K, np.float64)
     Ks = np.broadcast_to(Ks, (F, 3, 3)) if Ks.ndim == 2 else Ks
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    m = None if masks is None else (np.asarray(masks) > 0).astype(np.uint8)
+    if max_side is not None and max(H, W) > max_side:
+        s = max_side / float(max(H, W))
+        size = (max(1, round(W * s)), max(1, round(H * s)))
+        grey = [cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in grey]
+        if m is not None:
+            m = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_NEAREST) for x in m])
+        Ks = np.diag([size[0] / W, size[1] / H, 1.0]) @ Ks
+        W, H = size
     keep = np.ones((F, H, W), np.uint8)
-    if masks is not None:
-        m = (np.asarray(masks) > 0).astype(np.uint8)
+    if m is not None:
         r = max(2, int(0.02 * max(H, W)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         keep = np.stack([1 - cv2.dilate(x, kernel) for x in m]).astype(np.uint8)

@@ -107,6 +107,22 @@ def appearance_descriptor(frame: np.ndarray, keypoints: np.ndarray, mask: np.nda
     ls, rs, lh, rh, lk, rk, la, ra = (LANDMARK_INDEX[n] for n in (
         "left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
         "right_ankle"))
+    width = max(2, int(0.15 * float(np.linalg.norm(kp[lh, :2] - kp[rh, :2]) + np.linalg.norm(kp[ls, :2] - kp[rs, :2]))))
+    # only the window around the torso and legs is read (a full-frame pass per person is slow at 1280x720)
+    used = [i for i in (ls, rs, lh, rh, lk, rk, la, ra) if ok[i]]
+    if not used:
+        return None
+    lo = np.floor(kp[used, :2].min(0)).astype(int) - width - 2
+    hi = np.ceil(kp[used, :2].max(0)).astype(int) + width + 3
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), W), min(int(hi[1]), H)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    frame = frame[y0:y1, x0:x1]
+    mask = None if mask is None else np.asarray(mask)[y0:y1, x0:x1]
+    kp = kp.copy()
+    kp[:, :2] -= np.array([x0, y0], np.float32)
+    H, W = frame.shape[:2]
     regions = []
     torso = np.zeros((H, W), np.uint8)
     if ok[[ls, rs, lh, rh]].all():
@@ -115,7 +131,6 @@ def appearance_descriptor(frame: np.ndarray, keypoints: np.ndarray, mask: np.nda
         cv2.fillPoly(torso, [np.round(c + 0.75 * (quad - c)).astype(np.int32)], 1)
     regions.append(torso)
     legs = np.zeros((H, W), np.uint8)
-    width = max(2, int(0.15 * float(np.linalg.norm(kp[lh, :2] - kp[rh, :2]) + np.linalg.norm(kp[ls, :2] - kp[rs, :2]))))
     for a, b in ((lh, lk), (lk, la), (rh, rk), (rk, ra)):
         if ok[a] and ok[b]:
             cv2.line(legs, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), 1, width)
@@ -269,13 +284,18 @@ class PoseEstimator:
         max_proportion_deviation: detections whose world landmarks stray further than this from a human
             body's proportions (:func:`proportion_deviation`) are dropped as phantoms (texture read as a
             person); None keeps them.
+        max_side: every image (a frame, a tile, a crop) is shown to the model with its long side at most this
+            many pixels (landmarks, boxes and masks mapped back to its own pixels). The detector sees 224
+            pixels and the landmark model a 256-pixel crop around the person whatever the input, so larger
+            inputs only cost time (MediaPipe resamples and writes each mask at the input's size); small
+            people are the tiles' job. None: the image as given.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
                  crop_scale: float | tuple[float, ...] = (2.0, 1.5), key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5),
-                 max_proportion_deviation: float | None = 0.2) -> None:
+                 max_proportion_deviation: float | None = 0.2, max_side: int | None = 640) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -307,6 +327,7 @@ class PoseEstimator:
         self.key_frames = max(0, int(key_frames))
         self.tile_scales = tuple(float(v) for v in tile_scales)
         self.max_proportion_deviation = None if max_proportion_deviation is None else float(max_proportion_deviation)
+        self.max_side = None if max_side is None else max(32, int(max_side))
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -334,8 +355,15 @@ class PoseEstimator:
 
     def _detect(self, frame: np.ndarray, rejected: list[Detection] | None = None) -> list[Detection]:
         """One detector pass: plausible people, best first; implausible readings go to ``rejected``."""
+        import cv2
+
         H, W = frame.shape[:2]
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+        shown = frame
+        if self.max_side is not None and max(H, W) > self.max_side:
+            s = self.max_side / float(max(H, W))
+            shown = cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+        h, w = shown.shape[:2]
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(shown))
         result = self._landmarker.detect(image)
         people = []
         masks = result.segmentation_masks or []
@@ -347,7 +375,8 @@ class PoseEstimator:
                 continue
             mask = None
             if i < len(masks):
-                mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(H, W).copy()
+                mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(h, w)
+                mask = cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR) if (h, w) != (H, W) else mask.copy()
             box = np.clip(landmark_box(kp), 0, [W, H, W, H]).astype(np.float32)
             d = Detection(kp, world, box, float(kp[:, 2].mean()), mask)
             # fused from two people or a limb on someone else, or no human proportions (a person read into
@@ -363,11 +392,16 @@ class PoseEstimator:
     def _detect_crop(self, frame: np.ndarray, x0: int, y0: int, side: int) -> list[Detection]:
         """Detections in the square ``side`` at ``(x0, y0)`` (edge pixels repeated beyond the frame), in frame
         pixels; masks pasted into full-frame masks."""
+        import cv2
+
         H, W = frame.shape[:2]
-        xs_all, ys_all = np.arange(x0, x0 + side), np.arange(y0, y0 + side)
-        xs, ys = np.clip(xs_all, 0, W - 1), np.clip(ys_all, 0, H - 1)
-        crop = np.ascontiguousarray(frame[ys][:, xs])
-        inside_x, inside_y = (xs_all >= 0) & (xs_all < W), (ys_all >= 0) & (ys_all < H)
+        # the part inside the frame, then edge pixels repeated to the square
+        a, b = max(x0, 0), max(y0, 0)
+        c, e = min(x0 + side, W), min(y0 + side, H)
+        if c <= a or e <= b:
+            return []
+        crop = cv2.copyMakeBorder(np.ascontiguousarray(frame[b:e, a:c]), b - y0, y0 + side - e, a - x0,
+                                  x0 + side - c, cv2.BORDER_REPLICATE)
         out = []
         for d in self._detect(crop):
             d.keypoints[:, 0] += x0
@@ -375,20 +409,21 @@ class PoseEstimator:
             d.box = np.clip(d.box + np.array([x0, y0, x0, y0], np.float32), 0, [W, H, W, H]).astype(np.float32)
             if d.mask is not None:
                 full = np.zeros((H, W), np.float32)
-                full[ys[inside_y][:, None], xs[inside_x][None]] = d.mask[inside_y][:, inside_x]
+                full[b:e, a:c] = d.mask[b - y0:e - y0, a - x0:c - x0]
                 d.mask = full if self.masks or self.passes > 1 else None
             out.append(d)
         return out
 
-    def detect_in_box(self, frame: np.ndarray, box: np.ndarray, min_iou: float = 0.3) -> Detection | None:
+    def detect_in_box(self, frame: np.ndarray, box: np.ndarray, min_iou: float = 0.3,
+                      scales: tuple[float, ...] | None = None) -> Detection | None:
         """Look for the person expected at ``box (4,)`` in a square crop around it (``crop_scale`` x its size,
         each of its scales in turn until one finds them).
 
         The crop is cut at the frame's resolution; the detection overlapping ``box`` best (IoU >= ``min_iou``)
-        is returned in frame pixels, or None.
+        is returned in frame pixels, or None. ``scales`` replaces ``crop_scale`` for this call.
         """
         b = np.asarray(box, np.float64)
-        for scale in self.crop_scale:
+        for scale in self.crop_scale if scales is None else scales:
             side = int(max(64, round(scale * max(b[2] - b[0], b[3] - b[1]))))
             x0 = int(round(0.5 * (b[0] + b[2]) - side / 2))
             y0 = int(round(0.5 * (b[1] + b[3]) - side / 2))
@@ -445,7 +480,10 @@ class PoseEstimator:
 
     def _sweep(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int], patience: int = 3) -> None:
         """Carry every person's last box along ``order`` and look for them in a crop where they were missed;
-        a box is given up after ``patience`` frames without a find (the person left or is hidden)."""
+        a box is given up after ``patience`` frames without a find (the person left or is hidden). Every
+        framing of ``crop_scale`` is tried in the first frame a person is missed, only the first after that
+        (a person who two framings did not find is rarely found by them a frame later: half the time of
+        the sweep went there)."""
         active: list[list] = []  # [box, frames since found]
         for f in order:
             found = dets[f]
@@ -454,7 +492,7 @@ class PoseEstimator:
                     continue
                 if len(found) >= self.num_poses:
                     break
-                new = self.detect_in_box(frames[f], a[0])
+                new = self.detect_in_box(frames[f], a[0], scales=None if a[1] == 0 else self.crop_scale[:1])
                 if new is not None and not _overlaps(new, found, self.duplicate_iou):
                     found.append(new)
             nxt = []

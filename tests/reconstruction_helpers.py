@@ -159,7 +159,8 @@ def closed_loop_scores(result, truths, true_cameras):
 
 # ---- hard cases: avatars composited over photographs, moving cameras, bystanders, pairs ------------------
 
-#: the hard-case suite of ``benchmarks/prep_hard.py`` (``hard_case`` builds each)
+#: the hard-case suite of ``benchmarks/prep_hard.py`` (``hard_case`` builds each; ``street`` is the 1280x720
+#: prep case, :func:`street_video`)
 HARD_CASES = ("pan_tilt", "bystanders", "off_centre", "crossing", "hug", "far_people")
 
 
@@ -238,12 +239,18 @@ def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussia
         mid = 0.5 * (xs[0] + xs[1])
         subjects = [_moved(m, dx=mid - sign * (gap / 2) * (1 if i == 0 else -1) - x)
                     for i, (m, x) in enumerate(zip(pair, xs))]
+    elif name == "street":  # a slow walker in the right foreground, a crowd crossing behind
+        subjects = [_moved(walk(-90.0, speed=0.3), dx=1.4, dz=1.0)]
+        for i in range(6):
+            d, x0 = (90.0, -6.0 + 1.5 * i) if i % 2 == 0 else (-90.0, 6.0 - 1.5 * i)
+            bystanders.append(_moved(walk(d, speed=1.2), dx=x0, dz=-3.0 - 0.8 * i))
+        pan = 2.0
     elif name == "far_people":
         subjects = [_moved(motion_library.make("wave", seconds=secs, fps=fps), dz=0.3)]
         for i in range(4):
             bystanders.append(_moved(motion_library.make("wave", seconds=secs, fps=fps), dx=-3 + 2 * i, dz=-9.0))
     else:
-        raise ValueError(f"unknown hard case {name!r}; expected one of {HARD_CASES}")
+        raise ValueError(f"unknown hard case {name!r}; expected one of {HARD_CASES + ('street',)}")
     f = 0.5 * width / np.tan(np.radians(50.0) / 2)
     fov_v = float(np.degrees(2 * np.arctan(0.5 * height / f)))
     cam = Camera.look_at((0.0, 1.1, 5.0), (0.0, 0.9, 0.0), fov_deg=fov_v, width=width, height=height)
@@ -270,3 +277,24 @@ def hard_case(name, body, frames=16, fps=8.0, width=320, height=180, num_gaussia
             "subjects": [np.asarray(j) for j in r.joints[:len(subjects)]], "bystanders": len(bystanders),
             "people": [np.asarray(j) for j in r.joints],
             "subject_boxes": boxes, "masks": r.mask}
+
+
+def street_video(body, frames=16, fps=8.0, scale=4, num_gaussians=3000, photo="coffee"):
+    """The ``street`` hard case rendered at 320x180 and upscaled ``scale`` times (1280x720 by default): what
+    a user's footage looks like to ``amg.prep`` (a foreground walker right of centre, a crowd behind, a slow
+    pan), at a fraction of the cost of rendering at full size.
+
+    Returns the :func:`hard_case` dict with ``frames (F,180*scale,320*scale,3)``, ``camera``, ``cameras``,
+    ``subject_boxes`` and ``masks`` in the upscaled pixels.
+    """
+    import cv2
+
+    case = hard_case("street", body, frames=frames, fps=fps, num_gaussians=num_gaussians, photo=photo)
+    H, W = case["frames"].shape[1:3]
+    case["frames"] = np.stack([cv2.resize(f, (W * scale, H * scale), interpolation=cv2.INTER_CUBIC)
+                               for f in case["frames"]])
+    case["camera"] = case["camera"].resize(W * scale, H * scale)
+    case["cameras"] = case["cameras"].resize(W * scale, H * scale)
+    case["subject_boxes"] = [b * scale for b in case["subject_boxes"]]
+    case["masks"] = np.repeat(np.repeat(case["masks"], scale, axis=1), scale, axis=2)
+    return case

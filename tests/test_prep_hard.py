@@ -104,3 +104,34 @@ def test_a_second_framing_finds_the_walker_where_the_first_misses(body):
     best = [max((float(box_iou(d.box, b)[0, 0]) for d in found), default=0.0)
             for found, b in zip(dets, case["subject_boxes"][0])]
     assert min(best) > 0.4, best
+
+
+def test_prep_at_1280x720_keeps_the_clip_with_the_walker_inside_the_crop(body, tmp_path):
+    """``amg.prep`` on a 1280x720 street: a walker in the right foreground, six people crossing behind,
+    a slow pan. The clip is kept, the walker is its one subject and inside the crop in every frame, and the
+    people found are only people (no track follows the photograph)."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+    from prep_helpers import CONF
+    from reconstruction_helpers import street_video
+
+    from amg.prep import run
+    from render.video import write_video
+
+    case = street_video(body, frames=16)
+    assert case["frames"].shape == (16, 720, 1280, 3)
+    video = write_video(tmp_path / "street.mp4", case["frames"], fps=8.0)
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose(config_name="prep", overrides=[
+            f"video={video}", f"out_dir={tmp_path / 'out'}", "clips.size=128", "clips.max_clips=1",
+            "avatar.num_gaussians=2000", "conditions=[avatar]", "progress=false"])
+    summary = run(cfg, "street")
+    assert summary["clips_kept"] == 1, summary
+    meta = json.loads(next((tmp_path / "out").rglob("tracks/meta.json")).read_text())
+    subjects = [k for k, v in meta["people"].items() if v["role"] == "subject"]
+    assert len(subjects) == 1, meta["people"]
+    x0, y0, side, _ = meta["crop_box"]
+    walker = case["subject_boxes"][0]
+    assert (walker[:, 0] >= x0 - 4).all() and (walker[:, 2] <= x0 + side + 4).all(), (meta["crop_box"], walker)
+    assert (walker[:, 1] >= y0 - 4).all() and (walker[:, 3] <= y0 + side + 4).all(), (meta["crop_box"], walker)

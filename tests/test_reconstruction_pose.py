@@ -139,3 +139,23 @@ def test_proportion_deviation_tells_a_body_from_a_phantom(estimator):
     assert proportion_deviation(odd) > 0.3
     both = proportion_deviation(np.stack([world, odd]))
     assert both.shape == (2,) and abs(both[0] - proportion_deviation(world)) < 1e-12
+
+
+def test_large_images_are_shown_at_max_side_and_mapped_back():
+    """A 1024x1024 astronaut shown at 512 pixels gives landmarks, box and a full-size mask in the image's
+    own pixels: twice the landmarks found at 512x512."""
+    import cv2
+    import skimage.data
+
+    small = skimage.data.astronaut()
+    big = cv2.resize(small, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    with PoseEstimator(num_poses=1, max_side=512) as est:
+        a = est(small)[0]
+        b = est(big)[0]
+    assert b.mask.shape == (1024, 1024)
+    seen = (a.keypoints[:, 2] > 0.9) & (b.keypoints[:, 2] > 0.9)
+    assert seen.sum() >= 5
+    err = np.linalg.norm(b.keypoints[seen, :2] - 2 * a.keypoints[seen, :2], axis=-1)
+    assert np.median(err) < 5.0 and err.max() < 16.0, err  # a wrong scale would be off by hundreds
+    x, y = (int(v) for v in b.keypoints[0, :2])
+    assert b.mask[y, x] > 0.5 and b.box[0] < x < b.box[2] and b.box[1] < y < b.box[3]
