@@ -9,7 +9,9 @@
   and reversed motion -1. Tracklets come from a pluggable tracker; the default is OpenCV's pyramidal
   Lucas-Kanade on a regular grid.
 - ObjMC (MotionCtrl, used by LeviTor and Image Conductor): the mean Euclidean distance in pixels between
-  generated and target trajectories.
+  generated and target trajectories. Points are tracked by Lucas-Kanade in decoded frames, or by
+  :func:`template_tracks` (patch matching against a reference frame) in any float video, latents included:
+  a tiny random VAE cannot decode, but its latents still show where things are.
 - CamMC: MotionCtrl's mean distance between generated and target camera poses ``[R|t]`` (each path
   taken relative to its first frame), and Image Conductor's pixel variant, ObjMC over whole-frame tracks.
 """
@@ -27,7 +29,7 @@ import torch
 from render.errors import AmgError
 from render.image import video_array
 
-__all__ = ["lk_track_points", "ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
+__all__ = ["template_tracks", "lk_track_points", "ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
            "cammc", "cammc_tracks", "Tracker"]
 
 # A tracker maps a uint8 video (F, H, W, 3) to tracks (N, F, 2) in pixels (x, y) and visibility (N, F).
@@ -150,6 +152,49 @@ def lk_track_points(video, points, window: int = 15, levels: int = 3) -> tuple[n
         visible[:, k] = visible[:, k - 1] & (status.ravel() == 1) & inside
         tracks[:, k] = np.where(visible[:, k, None], nxt, tracks[:, k - 1])
     return tracks, visible
+
+
+def template_tracks(video, points, reference=None, radius: int = 1) -> np.ndarray:
+    """Track ``points`` ``(N, 2)`` (x, y in the video's own pixels) by matching a patch of ``reference``.
+
+    For each point the ``(2r+1)^2`` patch of ``reference`` ``(H, W, C)`` (default: the video's first frame)
+    around its rounded position is compared, by the sum of squared differences over all channels, with
+    the patch around every pixel of every frame of ``video`` float ``(F, H, W, C)`` (edges replicated);
+    the best pixel is refined to sub-pixel by a parabola through its neighbours' scores, and the point's
+    offset from its rounded position is kept. Works on RGB frames and on latents ``(F, h, w, c)`` alike
+    (a latent track in pixels is ``(u + 0.5) s - 0.5`` for VAE factor ``s``).
+
+    Returns tracks ``(N, F, 2)`` float64 (x, y).
+    """
+    v = np.asarray(video, np.float64)
+    if v.ndim != 4:
+        raise AmgError(f"template_tracks: video {v.shape}, expected (F, H, W, C)")
+    ref = v[0] if reference is None else np.asarray(reference, np.float64)
+    if ref.shape != v.shape[1:]:
+        raise AmgError(f"template_tracks: reference {ref.shape}, expected a frame {v.shape[1:]}")
+    n_f, h, w, _ = v.shape
+    k, r = 2 * radius + 1, int(radius)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(v, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge"), (k, k), axis=(1, 2))  # (F, H, W, C, k, k)
+    ref = np.pad(ref, ((r, r), (r, r), (0, 0)), mode="edge")
+
+    def vertex(a: float, b: float, c: float) -> float:
+        curve = a - 2 * b + c
+        return 0.0 if curve <= 0 else 0.5 * (a - c) / curve
+
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    out = np.zeros((len(pts), n_f, 2))
+    for n, (x, y) in enumerate(pts):
+        xi, yi = int(np.clip(round(x), 0, w - 1)), int(np.clip(round(y), 0, h - 1))
+        patch = ref[yi:yi + k, xi:xi + k].transpose(2, 0, 1)
+        ssd = ((windows - patch) ** 2).sum((3, 4, 5))  # (F, H, W)
+        for f in range(n_f):
+            e = ssd[f]
+            row, col = divmod(int(np.argmin(e)), w)
+            dx = vertex(e[row, col - 1], e[row, col], e[row, col + 1]) if 0 < col < w - 1 else 0.0
+            dy = vertex(e[row - 1, col], e[row, col], e[row + 1, col]) if 0 < row < h - 1 else 0.0
+            out[n, f] = (col + dx + x - xi, row + dy + y - yi)
+    return out
 
 
 def tracklet_correlation(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:

@@ -130,17 +130,21 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
 
 
 def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames: int = 4, side: int = 32,
-                            fps: float = 8.0, camera_only: tuple[bool, ...] | None = None, seed: int = 0) -> Path:
+                            fps: float = 8.0, camera_only: tuple[bool, ...] | None = None, seed: int = 0,
+                            shared_background: bool = False) -> Path:
     """Write small render folders (the layout of ``avatars.scene.save_scene``) and return their parent.
 
     Clip ``i`` shows a bright square of side ``side/4`` whose centre follows ``trajectories[i]``
     ``(F, 2)`` pixels over a dark textured background; its conditions are made by the render stage's
     own writers: ``levitor_control.npy`` (:func:`render.conditions.levitor.control_tensor` of the
-    centre, instance id 1, depth 128), ``traj.npy`` (:func:`~render.conditions.traj_image.trajectory_frames`),
+    centre, instance id 1, depth 128, heat box half-size ``side // 8``: LeviTor's 10 pixels would cover a
+    tiny clip whole), ``traj.npy`` (:func:`~render.conditions.traj_image.trajectory_frames`),
     ``flow.npy`` + ``flow_tracks.npy`` (:func:`~render.conditions.flow.trajectory_flow`), ``bbox3d.npy``
     + ``bbox3d.mp4`` (the square as a flat box, drawn by :func:`~render.conditions.bbox3d.draw_boxes`
     over the frames) and ``tracks.npy`` (the centre, the ObjMC target). ``camera_only[i]`` marks a
-    clip as camera-only in its ``meta.json``. Defaults: two clips, one moving right, one moving down.
+    clip as camera-only in its ``meta.json``. ``shared_background``: every clip over the same background (clips
+    starting at the same point then share their first frame, so only the control tells them apart).
+    Defaults: two clips, one moving right, one moving down.
     """
     import numpy as np
 
@@ -159,11 +163,12 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
                         np.concatenate([np.full_like(t, side / 2), lo + (hi - lo) * t], 1)]
     rng = np.random.default_rng(seed)
     half = side // 8
+    shared = rng.integers(20, 70, (side, side, 3)).astype(np.uint8) if shared_background else None
     for i, traj in enumerate(trajectories):
         traj = np.asarray(traj, np.float64)
         d = folder / f"clip{i}"
         d.mkdir(parents=True, exist_ok=True)
-        background = rng.integers(20, 70, (side, side, 3)).astype(np.uint8)
+        background = shared if shared is not None else rng.integers(20, 70, (side, side, 3)).astype(np.uint8)
         video = np.repeat(background[None], len(traj), 0)
         corners = np.zeros((len(traj), 1, 8, 2))
         for f, (x, y) in enumerate(traj):
@@ -173,7 +178,8 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
             corners[f, 0] = np.concatenate([sq, sq + 1])  # a thin box: its back face one pixel behind
         write_video(d / "avatar.mp4", video, fps)
         points = [np.array([[y, x, 1, 128]]) for x, y in traj]
-        write_npy(d / "levitor_control.npy", control_tensor(points, side, side))
+        # LeviTor's heat box (half-size 10 px) would cover a tiny clip whole and hide the motion: scale it
+        write_npy(d / "levitor_control.npy", control_tensor(points, side, side, half_size=max(2, side // 8)))
         write_npy(d / "traj.npy", trajectory_frames(traj[None], side, side))
         write_npy(d / "flow.npy", trajectory_flow(traj[None], side, side))
         write_npy(d / "flow_tracks.npy", traj[None].astype(np.float32))

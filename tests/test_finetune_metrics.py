@@ -127,3 +127,42 @@ def test_clip_score_is_100_cos_averaged_over_frames(clip_folder):
     per = scorer.per_frame(frames, "a man walks")
     assert per.shape == (3,) and np.all(np.abs(per) <= 100)
     assert scorer.score(frames, "a woman runs on the beach") != pytest.approx(score)
+
+
+def test_template_tracks_follow_a_moving_patch_to_sub_pixel_and_in_latents():
+    from finetune.metrics import template_tracks
+
+    rng = np.random.default_rng(0)
+    frames, side = 4, 24
+    background = rng.normal(size=(side, side, 4)) * 0.2
+    patch = rng.normal(size=(4, 4, 4)) + 2.0
+    video, truth = np.repeat(background[None], frames, 0), []
+    for f in range(frames):
+        x, y = 5 + 3 * f, 6 + 2 * f
+        video[f, y:y + 4, x:x + 4] = patch
+        truth.append((x + 1.5, y + 1.5))  # the patch centre
+    truth = np.array(truth)[None]
+    tracks = template_tracks(video, truth[:, 0], radius=1)
+    assert tracks.shape == (1, frames, 2)
+    assert objmc(tracks, truth) < 0.5
+    # a static video keeps the point where it started; a different reference frame is used when given
+    still = template_tracks(np.repeat(video[:1], frames, 0), truth[:, 0], radius=1)
+    assert objmc(still, np.repeat(truth[:, :1], frames, 1)) < 0.5
+    assert np.allclose(template_tracks(video, truth[:, 0], reference=video[0], radius=1), tracks)
+    with pytest.raises(AmgError, match="reference"):
+        template_tracks(video, truth[:, 0], reference=video[0, :5])
+
+
+def test_tiny_clips_can_share_their_first_frame(tmp_path):
+    from finetune.testing import write_tiny_render_clips
+    from render.video import read_video
+
+    t = np.linspace(0, 1, 3)[:, None]
+    right = np.concatenate([8 + 8 * t, np.full_like(t, 8)], 1)
+    down = np.concatenate([np.full_like(t, 8), 8 + 8 * t], 1)
+    clips = write_tiny_render_clips(tmp_path, trajectories=[right, down], frames=3, side=32, shared_background=True)
+    a, b = (read_video(clips / c / "avatar.mp4")[0] for c in ("clip0", "clip1"))
+    assert np.abs(a[0].astype(int) - b[0].astype(int)).max() <= 2  # one first frame (up to the codec)
+    assert np.abs(a[-1].astype(int) - b[-1].astype(int)).max() > 100  # then the objects part ways
+    ca, cb = (np.load(clips / c / "levitor_control.npy") for c in ("clip0", "clip1"))
+    assert np.array_equal(ca[0], cb[0]) and not np.array_equal(ca[-1], cb[-1])
