@@ -354,10 +354,6 @@ def load_motion_file(path: str, fps: float, spec: FileMotion | None = None) -> l
     except (ValueError, TypeError, KeyError, IndexError) as e:  # arrays of the wrong type or shape
         first = str(e).splitlines()[0] if str(e) else ""
         raise AmgError(f"{p}: not a readable motion file ({type(e).__name__}: {first})") from None
-    if isinstance(m, list):
-        if len(m) != 1:
-            raise AmgError(f"{p}: holds {len(m)} motions; expected one")
-        m = m[0]
     for field in ("global_orient", "body_pose", "transl", "betas"):
         if not torch.isfinite(torch.as_tensor(getattr(m, field))).all():
             raise AmgError(f"{p}: motion has NaN or inf in {field}; expected finite values")
