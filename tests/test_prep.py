@@ -192,3 +192,14 @@ def test_texture_from_frames_makes_the_avatar_render_look_like_the_filmed_person
     assert report and all(v["coverage"] > 0.2 for v in report.values()), report
     (ply,) = clip_dir.glob("avatar*.ply")
     assert len(load_ply(ply).means) > 1000
+    # the studio round trip the README gives: the footage-coloured avatar re-rendered along a new camera path
+    from amg.render import run as render
+
+    track = ply.stem.removeprefix("avatar")
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        rcfg = compose(config_name="render", overrides=[
+            "avatar=ply", f"avatar.ply={ply}", "motion=file", f"motion.path={clip_dir / 'tracks' / f'motion_{track}.npz'}",
+            "camera=follow", "num_frames=8", "width=64", "height=64", "progress=false"])
+    rendered = render(rcfg, tmp_path / "studio")
+    orbit = read_video(rendered["avatar.mp4"])[0]
+    assert orbit.shape == (8, 64, 64, 3) and (orbit.max(-1) > 20).mean() > 0.02
