@@ -9,13 +9,15 @@ The bundle ``reconstruction/data/pose_landmarker.task`` is built by ``tools/buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from render.errors import AmgError
 from render.image import video_array
+
+from .landmark_tracking import LandmarkModel, Roi, roi_from_landmarks
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
            "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body",
@@ -73,6 +75,8 @@ class Detection:
         mask: ``(H,W)`` float32 person probability in [0, 1], or None when masks were not requested.
         appearance: ``(2*B,)`` float32 colour histograms of torso and legs (:func:`appearance_descriptor`),
             or None; tracking uses it to keep identities through crossings.
+        followed: True when the person detector missed this person here and the landmark model read them in
+            the region handed over from a neighbouring frame (:meth:`PoseEstimator.video`, ``follow``).
     """
 
     keypoints: np.ndarray
@@ -81,6 +85,7 @@ class Detection:
     score: float
     mask: np.ndarray | None = None
     appearance: np.ndarray | None = None
+    followed: bool = False
 
 
 _APPEARANCE_BINS = 4  # per RGB channel: 64 bins per region
@@ -278,6 +283,9 @@ class PoseEstimator:
         crop_scale: side of those crops in units of the person's box size; a tuple gives several sides,
             tried in order until the person is found (the detector finds a person at one framing and not
             at another, so a second framing recovers most misses).
+        sweep_patience: frames after a person's last sighting in which the propagation still looks for them
+            in a crop; default 1 with ``follow`` (which carries people further at a fraction of the cost of a
+            detector pass per framing), else 3.
         key_frames: in :meth:`video`, this many evenly spaced frames also get tiled detection
             (:meth:`detect_tiled` at ``tile_scales``), whose finds the propagation carries to the other
             frames; 0 turns tiling off.
@@ -289,13 +297,35 @@ class PoseEstimator:
             pixels and the landmark model a 256-pixel crop around the person whatever the input, so larger
             inputs only cost time (MediaPipe resamples and writes each mask at the input's size); small
             people are the tiles' job. None: the image as given.
+        follow: in :meth:`video`, a person found in one frame and missed by the detector in the next (or
+            previous) one is followed there by the landmark model alone, on the region handed over from the
+            frame they were seen in (:mod:`reconstruction.landmark_tracking`): the detector is face-based and
+            misses people in profile, from behind or pressed against someone, the landmark model reads them.
+            A reading is kept only while it stays a plausible body of the same person (:meth:`_accept`).
+        follow_presence: least presence probability of a followed reading (MediaPipe's tracking threshold).
+        follow_appearance: most appearance distance (:func:`appearance_distance`) of a followed reading from
+            the person as last detected: a reading that slid onto someone else looks like them.
+        follow_deviation: most :func:`proportion_deviation` of a followed reading, stricter than
+            ``max_proportion_deviation``: no detector vouches for it, and a reading that straddles two people
+            pressed together keeps nearly human proportions (0.13-0.2 on the hugging pair, against 0.04-0.1
+            on one person followed alone).
+        follow_area: most mask area of a followed reading, in units of its landmarks' height squared: one
+            person's mask covers 0.15-0.23 of it (profile to front, arms down), a mask over two people
+            pressed together 0.26 and more.
+        follow_patience: frames a person is carried unseen (hidden behind someone crossing) before they are
+            no longer looked for.
+        follow_overlap: most share of a followed reading's mask (or box) inside another person's found in that
+            frame: a reading that drifted onto the neighbour in a hug lies on them.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
                  crop_scale: float | tuple[float, ...] = (2.0, 1.5), key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5),
-                 max_proportion_deviation: float | None = 0.2, max_side: int | None = 640) -> None:
+                 max_proportion_deviation: float | None = 0.2, max_side: int | None = 640, follow: bool = True,
+                 follow_presence: float = 0.5, follow_appearance: float = 0.45, follow_overlap: float = 0.5,
+                 follow_patience: int = 4, follow_deviation: float = 0.12,
+                 follow_area: float = 0.25, sweep_patience: int | None = None) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -328,6 +358,15 @@ class PoseEstimator:
         self.tile_scales = tuple(float(v) for v in tile_scales)
         self.max_proportion_deviation = None if max_proportion_deviation is None else float(max_proportion_deviation)
         self.max_side = None if max_side is None else max(32, int(max_side))
+        self.follow = bool(follow)
+        self.follow_presence = float(follow_presence)
+        self.follow_appearance = float(follow_appearance)
+        self.follow_overlap = float(follow_overlap)
+        self.follow_patience = max(1, int(follow_patience))
+        self.follow_deviation = float(follow_deviation)
+        self.follow_area = float(follow_area)
+        self.sweep_patience = (1 if self.follow else 3) if sweep_patience is None else max(0, int(sweep_patience))
+        self._landmark_model = LandmarkModel(path) if self.follow else None
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -456,7 +495,8 @@ class PoseEstimator:
 
     def video(self, frames: np.ndarray, progress: bool = False) -> list[list[Detection]]:
         """Detect people in each frame of ``(F,H,W,3)`` uint8 frames (with ``propagate``, also around the
-        people found in neighbouring frames)."""
+        people found in neighbouring frames; with ``follow``, people then read by the landmark model where
+        the detector missed them, marked ``followed``)."""
         frames = video_array(frames, name="frames", uint8=False)
         it = frames
         if progress:
@@ -472,11 +512,107 @@ class PoseEstimator:
                     dets[f].append(d)
         if self.propagate and len(frames) > 1:
             for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
-                self._sweep(frames, dets, list(order))
+                self._sweep(frames, dets, list(order), self.sweep_patience)
         for frame, found in zip(frames, dets):
             for d in found:
                 d.appearance = appearance_descriptor(frame, d.keypoints, d.mask)
+        if self.follow and len(frames) > 1:
+            for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
+                self._follow(frames, dets, list(order))
         return dets
+
+    def _follow(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int]) -> None:
+        """Carry every person along ``order`` and, where nobody found in a frame is them, read them there with
+        the landmark model on their region from the last frame they were seen in, moved by their mean step
+        per frame; the people found there are hidden from the model (it reads the most salient person in its
+        square). A reading :meth:`_accept` refuses while someone found covers where the person was expected
+        leaves them carried unseen for up to ``follow_patience`` frames: people crossing come out the other
+        side."""
+        H, W = frames.shape[1:3]
+        active: list[_Followed] = []
+        for f in order:
+            found = dets[f]
+            boxes = np.stack([e.box for e in found]) if found else np.zeros((0, 4))
+            nxt: list[_Followed] = []
+            missing: list[_Followed] = []
+            claimed: set[int] = set()
+            for a in active:
+                ahead = a.gap + 1
+                pred = a.last.box + ahead * np.concatenate([a.step, a.step])
+                iou = box_iou(pred, boxes)[0] if len(found) else np.zeros(0)
+                # found again: where they were expected and looking like them (a person crossing in front
+                # covers the expected box too)
+                same = [j for j in np.argsort(-iou) if iou[j] > 0.3 and j not in claimed and
+                        (a.looks is None or found[j].appearance is None or
+                         appearance_distance(a.looks, found[j].appearance) <= self.follow_appearance)]
+                if same:
+                    d = found[int(same[0])]
+                    claimed.add(int(same[0]))
+                    nxt.append(a.seen(d, roi_from_landmarks(d.keypoints), ahead))
+                    continue
+                centre = 0.5 * (pred[:2] + pred[2:])
+                if 0 <= centre[0] < W and 0 <= centre[1] < H and len(found) + len(missing) < self.num_poses:
+                    missing.append(a)
+            rois = [a.roi.shifted(*((a.gap + 1) * a.step)) for a in missing]
+            readings = self._landmark_model.read(frames[f], rois, masks=True,
+                                                 hide=_people_cover(found, H, W) if missing and found else None)
+            for a, r in zip(missing, readings):
+                d = self._reading_detection(r, W, H)
+                pred = a.last.box + (a.gap + 1) * np.concatenate([a.step, a.step])
+                if self._accept(frames[f], d, r.presence, pred, a.looks, found):
+                    d.followed = True
+                    if not self.masks:
+                        d.mask = None
+                    found.append(d)
+                    claimed.add(len(found) - 1)
+                    nxt.append(a.seen(d, r.next_roi, a.gap + 1))
+                elif a.gap + 1 < self.follow_patience and any(
+                        _box_share(pred, e.box) > 0.2 for e in found):
+                    # someone found here covers where they were expected: hidden behind them, carried on
+                    a.gap += 1
+                    nxt.append(a)
+            for j, d in enumerate(found):
+                # only a reading that a follow would accept is followed: a detection straddling two people
+                # or half a body gives no region to hand over
+                if j not in claimed and proportion_deviation(d.world) <= self.follow_deviation:
+                    roi = roi_from_landmarks(d.keypoints)
+                    if roi is not None:
+                        nxt.append(_Followed(d, roi, np.zeros(2), d.appearance))
+            active = [a for a in nxt if a.roi is not None]
+
+    def _reading_detection(self, r, W: int, H: int) -> Detection:
+        """A :class:`Detection` from a ``landmark_tracking.RoiReading`` in a ``W`` x ``H`` frame."""
+        box = np.clip(landmark_box(r.keypoints), 0, [W, H, W, H]).astype(np.float32)
+        return Detection(r.keypoints, r.world, box, float(r.keypoints[:, 2].mean()), r.mask)
+
+    def _accept(self, frame: np.ndarray, d: Detection, presence: float, pred: np.ndarray,
+                looks: np.ndarray | None, found: list[Detection]) -> bool:
+        """Whether a followed reading ``d`` is still the person expected at box ``pred``: the model sees a person
+        (``follow_presence``), a human body (:func:`plausible_body`, ``follow_deviation``), where the
+        person was expected (box IoU with ``pred`` >= 0.3), inside the frame, with the mask of one person
+        (``follow_area``), not lying on anyone in ``found`` (``follow_overlap``) and looking like them
+        (``follow_appearance``, against ``looks``)."""
+        H, W = frame.shape[:2]
+        if presence < self.follow_presence or not plausible_body(d.keypoints):
+            return False
+        if proportion_deviation(d.world) > self.follow_deviation:
+            return False
+        centre = 0.5 * (d.box[:2] + d.box[2:])
+        if not (0 <= centre[0] < W and 0 <= centre[1] < H):
+            return False
+        if float(box_iou(d.box, pred)[0, 0]) < 0.3:
+            return False
+        height = float(np.ptp(d.keypoints[:, 1]))
+        if d.mask is not None and float((d.mask > 0.5).sum()) > self.follow_area * height ** 2:
+            return False
+        for e in found:
+            if _share_inside(d, e) > self.follow_overlap:
+                return False
+        if looks is not None:
+            now = appearance_descriptor(frame, d.keypoints, d.mask)
+            if now is not None and appearance_distance(now, looks) > self.follow_appearance:
+                return False
+        return True
 
     def _sweep(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int], patience: int = 3) -> None:
         """Carry every person's last box along ``order`` and look for them in a crop where they were missed;
@@ -516,6 +652,46 @@ class PoseEstimator:
         self.close()
 
 
+@dataclass
+class _Followed:
+    """A person carried along a sweep of :meth:`PoseEstimator._follow`: their last reading, the region for the
+    landmark model, their step per frame (pixels), their looks as last detected, and frames unseen since."""
+
+    last: Detection
+    roi: Roi
+    step: np.ndarray
+    looks: np.ndarray | None
+    gap: int = 0
+    path: list = field(default_factory=list)  # (frames since the previous point, hip centre (2,))
+
+    def seen(self, d: Detection, roi, frames: int) -> "_Followed":
+        """Seen again as ``d`` ``frames`` frames after the last reading; the step is the mean over the last
+        three sightings (a walker's hips surge and stall within a stride)."""
+        path = (self.path or [(0, _hip_centre(self.last))]) + [(frames, _hip_centre(d))]
+        path = path[-4:]
+        span = sum(n for n, _ in path[1:])
+        step = (path[-1][1] - path[0][1]) / max(span, 1)
+        looks = self.looks if d.followed or d.appearance is None else d.appearance
+        return _Followed(d, roi, step, looks, 0, path)
+
+
+def _people_cover(people: list[Detection], H: int, W: int) -> np.ndarray:
+    """``(H,W)`` bool: the pixels of ``people`` (masks above 0.3, or boxes)."""
+    cover = np.zeros((H, W), bool)
+    for d in people:
+        if d.mask is not None:
+            cover |= d.mask > 0.3
+        else:
+            x0, y0, x1, y1 = (int(round(v)) for v in d.box)
+            cover[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    return cover
+
+
+def _hip_centre(d: Detection) -> np.ndarray:
+    """``(2,)`` pixels between the hips (steadier than a landmark box's centre, which swings with the limbs)."""
+    return 0.5 * (d.keypoints[LANDMARK_INDEX["left_hip"], :2] + d.keypoints[LANDMARK_INDEX["right_hip"], :2])
+
+
 def _unit(v) -> float:
     v = 0.0 if v is None else float(v)
     return min(max(v, 0.0), 1.0)
@@ -538,6 +714,22 @@ def _overlaps(d: Detection, people: list[Detection], iou: float) -> bool:
     x, y = (int(v) for v in 0.5 * (d.box[:2] + d.box[2:]))
     return any(k.mask is not None and 0 <= y < k.mask.shape[0] and 0 <= x < k.mask.shape[1] and k.mask[y, x] > 0.5
                for k in people)
+
+
+def _box_share(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of box ``a (4,)`` inside box ``b (4,)``."""
+    lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    return float(np.clip(rb - lt, 0, None).prod()) / max(float(np.prod(np.clip(a[2:] - a[:2], 0, None))), 1e-9)
+
+
+def _share_inside(d: Detection, e: Detection) -> float:
+    """Share of ``d``'s mask (or box, without masks) that lies inside ``e``'s."""
+    if d.mask is not None and e.mask is not None:
+        x0, y0 = (int(max(v, 0)) for v in np.minimum(d.box[:2], e.box[:2]))
+        x1, y1 = (int(np.ceil(v)) for v in np.maximum(d.box[2:], e.box[2:]))
+        a, b = d.mask[y0:y1, x0:x1] > 0.5, e.mask[y0:y1, x0:x1] > 0.5
+        return float((a & b).sum()) / max(float(a.sum()), 1.0)
+    return _box_share(np.asarray(d.box, np.float64), np.asarray(e.box, np.float64))
 
 
 def _paint_out(frame: np.ndarray, people: list[Detection]) -> np.ndarray:

@@ -27,6 +27,15 @@ def estimator():
         yield est
 
 
+@pytest.fixture(scope="module")
+def default_estimator():
+    """As ``amg.prep`` builds it: three key frames with tiled proposals."""
+    from reconstruction.pose import PoseEstimator
+
+    with PoseEstimator() as est:
+        yield est
+
+
 def _level(case):
     """The true intrinsics with a level camera at the origin: what a user with a calibrated camera gives."""
     cams = case["cameras"]
@@ -135,3 +144,79 @@ def test_prep_at_1280x720_keeps_the_clip_with_the_walker_inside_the_crop(body, t
     walker = case["subject_boxes"][0]
     assert (walker[:, 0] >= x0 - 4).all() and (walker[:, 2] <= x0 + side + 4).all(), (meta["crop_box"], walker)
     assert (walker[:, 1] >= y0 - 4).all() and (walker[:, 3] <= y0 + side + 4).all(), (meta["crop_box"], walker)
+
+
+def test_the_landmark_model_reads_a_person_in_the_region_handed_over(body, estimator):
+    """The region built from a detection's landmarks shows the landmark model that same person: it reads
+    them where the detector did (up to which side a walker in profile is read as left), with their mask;
+    a region on the background reads nobody."""
+    from reconstruction.landmark_tracking import roi_from_landmarks
+    from reconstruction.pose import box_iou, landmark_box, proportion_deviation
+    from reconstruction.track import mirror_landmarks
+
+    case = hard_case("pan_tilt", body, frames=2, num_gaussians=3000)
+    frame, truth = case["frames"][0], case["subject_boxes"][0][0]
+    d = estimator(frame)[0]
+    roi = roi_from_landmarks(d.keypoints)
+    model = estimator._landmark_model
+    height = float(truth[3] - truth[1])
+
+    def error(kp):
+        mirrored, _ = mirror_landmarks(kp, np.zeros_like(kp))
+        return min(float(np.median(np.linalg.norm(k[:, :2] - d.keypoints[:, :2], axis=-1))) for k in (kp, mirrored))
+
+    r = model.read(frame, [roi])[0]
+    assert r.presence > 0.9 and proportion_deviation(r.world) < 0.15
+    assert float(box_iou(landmark_box(r.keypoints), truth)[0, 0]) > 0.6
+    assert error(r.keypoints) < 0.08 * height
+    a, b = r.mask > 0.5, d.mask > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.7
+    # the model's own next region lies on the same person
+    assert error(model.read(frame, [r.next_roi])[0].keypoints) < 0.08 * height
+    empty = roi.shifted(-roi.cx + 0.85 * frame.shape[1], 0.0)  # the right of the frame: the cat, nobody
+    assert model.read(frame, [empty])[0].presence < 0.5
+
+
+def test_walkers_the_detector_misses_in_profile_are_followed_through_their_crossing(body, default_estimator):
+    """Two walkers in profile pass each other. The face-based detector finds the woman in one frame (the
+    middle key frame's tiles) and loses the man after they cross; followed by the landmark model from the
+    frames where they were found, both are found in most frames (not while one is hidden behind the
+    other), no reading straddles both, and the clip is kept with both as subjects."""
+    from reconstruction.pose import box_iou
+
+    estimator = default_estimator
+    case = hard_case("crossing", body, frames=16, num_gaussians=3000)
+    dets = estimator.video(case["frames"])
+    truth = case["subject_boxes"]
+    hits = [sum(any(float(box_iou(d.box, b[f])[0, 0]) > 0.4 for d in dets[f]) for f in range(16)) for b in truth]
+    assert min(hits) >= 12, hits
+    assert any(d.followed for found in dets for d in found)
+    assert not any(min(float(box_iou(d.box, b[f])[0, 0]) for b in truth) > 0.3
+                   for f, found in enumerate(dets) for d in found if d.followed)
+    res = extract_people(case["frames"], 8.0, camera=_level(case), body=body, estimator=estimator)
+    assert res.usable and len(res.motions) == 2, res.flags
+    scores = closed_loop_scores(res, case["subjects"], case["cameras"])
+    assert sorted(s["person"] for s in scores) == [0, 1]
+    assert all(s["joints_px"] < 0.1 * 180 for s in scores), scores
+
+
+def test_followed_readings_stay_on_one_of_a_hugging_pair(body, default_estimator):
+    """Two people pressed together in profile: readings that straddle both keep nearly human proportions, so
+    a followed reading must meet stricter ones; the joints of each one kept lie on one person (at most a
+    fifth of its confident joint landmarks nearest to the other person's true joints)."""
+    from reconstruction.keypoints import LANDMARK_TARGETS
+
+    case = hard_case("hug", body, frames=16, num_gaussians=3000)
+    dets = default_estimator.video(case["frames"])
+    pairs = [(lm, t[1]) for lm, t in LANDMARK_TARGETS.items() if t[0] == "joint" and t[2] == 1.0]
+    lms, joints = [a for a, _ in pairs], [b for _, b in pairs]
+    uv = [case["cameras"].project(torch.as_tensor(j, dtype=torch.float64))[0].numpy()[:, joints]
+          for j in case["people"]]
+    for f, found in enumerate(dets):
+        for d in found:
+            if not d.followed:
+                continue
+            ok = d.keypoints[lms, 2] >= 0.5
+            dist = np.stack([np.linalg.norm(d.keypoints[lms, :2][ok] - p[f][ok], axis=-1) for p in uv])
+            share = np.bincount(dist.argmin(0), minlength=2) / max(ok.sum(), 1)
+            assert ok.sum() >= 6 and share.min() <= 0.2, (f, share)

@@ -159,3 +159,26 @@ def test_large_images_are_shown_at_max_side_and_mapped_back():
     assert np.median(err) < 5.0 and err.max() < 16.0, err  # a wrong scale would be off by hundreds
     x, y = (int(v) for v in b.keypoints[0, :2])
     assert b.mask[y, x] > 0.5 and b.box[0] < x < b.box[2] and b.box[1] < y < b.box[3]
+
+
+def test_regions_map_the_model_input_onto_the_body_and_back():
+    """A region's square is centred on its centre, ``size`` pixels wide, and turned so the input's up is the
+    body's up; the region rebuilt from the alignment points (body centre, a point straight above it) is the
+    same region."""
+    from reconstruction.landmark_tracking import Roi, roi_from_alignment, roi_matrix
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        roi = Roi(float(rng.uniform(0, 500)), float(rng.uniform(0, 500)), float(rng.uniform(20, 400)),
+                  float(rng.uniform(-np.pi, np.pi)))
+        M = roi_matrix(roi)
+        centre = M @ np.array([128.0, 128.0, 1.0])
+        top = M @ np.array([128.0, 0.0, 1.0])  # the middle of the input's top edge
+        assert np.allclose(centre, [roi.cx, roi.cy])
+        assert np.allclose(np.linalg.norm(top - centre), roi.size / 2)
+        # rotation 0 is upright (top straight above in the image, y down); a quarter turn puts it to the right
+        assert np.allclose(top - centre, roi.size / 2 * np.array([np.sin(roi.rotation), -np.cos(roi.rotation)]))
+        # MediaPipe's alignment: the circle of radius size / 2.5 around the centre
+        back = roi_from_alignment(np.stack([centre, centre + (top - centre) / 1.25]))
+        assert np.allclose([back.cx, back.cy, back.size], [roi.cx, roi.cy, roi.size])
+        assert abs((back.rotation - roi.rotation + np.pi) % (2 * np.pi) - np.pi) < 1e-9
