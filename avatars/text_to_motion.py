@@ -116,6 +116,11 @@ def concepts(text_or_words) -> list[str]:
     return out
 
 
+def _side_words(text: str) -> set[str]:
+    """Which of ``left``/``right`` a text names."""
+    return {w for w in (lemma(t.text) for t in tokenize(text)) if w in ("left", "right")}
+
+
 def _action_words(action: Action) -> list[str]:
     """The action's words with its head first (the meaning-carrying verb of ``throws punches`` is punch)."""
     return [action.head] + [w for w in action.words if w != action.head]
@@ -173,6 +178,7 @@ class LexiconMatcher(MotionMatcher):
         if len(found) > 1 and found[0] in LIGHT_VERBS and found[1] in _ACTION_CONCEPTS:
             found = found[1:]  # "gives a high five", "does yoga": the object is the action
         head = found[0] if found else ""
+        sides = _side_words(action.text)
         query: dict[str, float] = {}
         for k, c in enumerate(found):
             query[c] = max(query.get(c, 0.0), 3.0 if k == 0 else 1.0)
@@ -190,7 +196,10 @@ class LexiconMatcher(MotionMatcher):
             cos = sum(v * idf[c] for c, v in wq.items() if c in bag) / (qn * dn) if dn > 0 else 0.0
             # the motion named by the action's head word wins a tie ("dancing": dance over salsa)
             named = 0.05 if head and head in concepts(n.replace("_", " ")) else 0.0
-            out[n] = covered + 0.1 * cos + named
+            # left/right are stop words for meaning, but between two motions that differ only in the side
+            # (walk_arc, walk_arc_right) the side the action names breaks the tie (and only a near tie)
+            sided = 0.005 if sides and sides & _side_words(motion_library.describe(n)) else 0.0
+            out[n] = covered + 0.1 * cos + named + sided
         return out
 
 
