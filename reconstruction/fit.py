@@ -7,8 +7,11 @@ For one tracked person over ``F`` frames the fit optimises shared ``betas`` and 
   or a keypoint vertex (:data:`LANDMARK_TARGETS`), projected through the clip's camera path;
 - MediaPipe's world landmarks, compared after a per-frame similarity (rotation and scale) alignment,
   so only their 3D shape counts, not their scale or orientation;
-- a pose prior (anatomical bend directions of knees and elbows, closeness to the rest pose, more for
-  joints no landmark observes), temporal smoothness (joint accelerations) and a shape prior.
+- a pose prior (anatomical bend directions of knees and elbows, the joint ranges of
+  ``avatars.motion_library.JOINT_LIMITS``, closeness to the rest pose, more for joints no landmark
+  observes), temporal smoothness (joint accelerations) and a shape prior;
+- foot contact: heels and toes that stand still in the image of a static camera stand still in the world
+  (and, when the floor is known, the lowest of them touches it).
 
 Landmarks the estimator marks occluded keep a small weight (its guess at a hidden limb), and after the
 first solve the landmarks are reweighted robustly by their reprojection error and the fit refined, so a
@@ -35,6 +38,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from avatars.motion_library import JOINT_LIMITS
 from render.camera import Camera, CameraPath
 from render.errors import AmgError
 from render.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -46,7 +50,8 @@ from .pose import LANDMARK_INDEX, NUM_LANDMARKS, torso_axes
 __all__ = [
     "LANDMARK_TARGETS", "BodyKeypoints", "FitConfig", "FitData", "FitParams", "TrackFit", "fit_track",
     "fit_losses", "prepare_observations", "initial_parameters", "robust_weights", "fit_residuals",
-    "single_thread", "procrustes", "mpjpe", "body_keypoints_reference",
+    "single_thread", "procrustes", "mpjpe", "body_keypoints_reference", "joint_limit_penalty",
+    "foot_stillness",
 ]
 
 _L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = (LANDMARK_INDEX[n] for n in ("left_shoulder", "right_shoulder",
@@ -59,6 +64,14 @@ _BODY_HEIGHT = 1.7
 _BEND_LIMITS = ((3, 0, 1.0), (4, 0, 1.0), (17, 1, -1.0), (18, 1, 1.0))
 _BEND_INDEX = torch.tensor([[i, a] for i, a, _ in _BEND_LIMITS])
 _BEND_SIGN = torch.tensor([s for *_, s in _BEND_LIMITS])
+#: ``(2,23,3)`` lower and upper Euler XYZ angles (radians) of each body_pose row's local rotation: the
+#: anatomical ranges of ``avatars.motion_library.JOINT_LIMITS``. Shoulders and elbows are left free: how an
+#: arm's twist splits between them is barely observed, and their ranges (written for the library's own
+#: split) pulled fitted arms into worse minima on the closed loop; the elbows' bend direction is kept by
+#: the ``bend`` prior.
+_FREE = {16, 17, 18, 19}
+_LIMITS = torch.tensor([[(JOINT_LIMITS[j][k] if j in JOINT_LIMITS and j not in _FREE else (sign * math.pi,) * 3)
+                         for j in range(1, 24)] for k, sign in ((0, -1.0), (1, 1.0))])
 #: BlazePose heels and foot indices: their body targets are vertices on the sole
 _SOLE_LANDMARKS = (29, 30, 31, 32)
 #: body_pose rows (joint - 1) no landmark observes directly: spine, neck, collars, head, feet, hands.
@@ -84,6 +97,9 @@ class FitConfig:
     w_rest_unobserved: float = 1e-3
     w_smooth: float = 0.2
     w_shape: float = 1e-4
+    #: joint limits: squared radians by which each joint's Euler XYZ angles leave its anatomical range
+    #: (:func:`joint_limit_penalty`), mean over frames
+    w_limits: float = 1.0
     min_confidence: float = 0.2
     #: confidence floor for the landmarks of a detected person that the estimator marks unseen: its
     #: guess at an occluded limb still beats the rest pose
@@ -99,6 +115,11 @@ class FitConfig:
     w_floor: float = 1.0
     #: softness of "the lowest foot point" in metres (a soft minimum over the heels and toes)
     floor_softness: float = 0.02
+    #: feet that stand still in the image stand still in the world: between two frames of a static camera,
+    #: each heel or toe whose landmark moves less than ``contact_px`` (in person sizes) is held in place
+    #: (squared velocity in body heights, weighted by how still its landmark is)
+    w_contact: float = 1.0
+    contact_px: float = 0.02
 
 
 @dataclass
@@ -270,6 +291,8 @@ class FitData:
         has_world: whether world landmarks were given.
         floor: ``(4,)`` unit normal and offset of a known floor (``normal . p = offset``), or None.
         feet: ``(k,)`` indices into the K landmark targets of the heel and toe points (sole contacts).
+        contact: ``(F-1,k)`` in [0, 1], how still each foot point's landmark stays between frames ``f`` and
+            ``f+1`` of a static camera (0 where the camera moves or the landmark is unseen), or None.
     """
 
     obs: torch.Tensor
@@ -284,6 +307,7 @@ class FitData:
     has_world: bool
     floor: torch.Tensor | None = None
     feet: torch.Tensor | None = None
+    contact: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -356,8 +380,10 @@ def fit_losses(params: FitParams, data: FitData, body_keypoints: BodyKeypoints, 
 
     Terms: ``reproj`` (landmark reprojection, in person sizes squared), ``world`` (world landmarks after a
     per-frame similarity alignment, in body heights squared), with ``full`` also the priors ``bend``
-    (knees and elbows bent the wrong way), ``rest`` (distance from the rest pose, more for unobserved
-    joints) and ``shape`` (betas); ``smooth`` (joint accelerations) when there are 3 or more frames.
+    (knees and elbows bent the wrong way), ``limits`` (:func:`joint_limit_penalty`), ``rest`` (distance
+    from the rest pose, more for unobserved joints) and ``shape`` (betas); ``smooth`` (joint accelerations)
+    when there are 3 or more frames; ``floor`` with ``data.floor``; ``contact`` (velocity of the heels and
+    toes, weighted by ``data.contact``) with ``data.contact``.
     """
     cfg = config
     F = data.num_frames
@@ -378,6 +404,8 @@ def fit_losses(params: FitParams, data: FitData, body_keypoints: BodyKeypoints, 
         out["bend"] = cfg.w_bend * torch.relu(-_BEND_SIGN * pose[:, _BEND_INDEX[:, 0], _BEND_INDEX[:, 1]]).pow(2).mean()
         out["rest"] = (rest_w[:, None] * pose.pow(2)).sum(-1).mean()
         out["shape"] = cfg.w_shape * params.betas.pow(2).sum()
+        if cfg.w_limits > 0:
+            out["limits"] = cfg.w_limits * joint_limit_penalty(pose).mean()
     if F >= 3:
         acc = (joints[2:] - 2 * joints[1:-1] + joints[:-2]) / _BODY_HEIGHT
         out["smooth"] = cfg.w_smooth * acc.pow(2).sum(-1).mean()
@@ -387,7 +415,53 @@ def fit_losses(params: FitParams, data: FitData, body_keypoints: BodyKeypoints, 
         lowest = -tau * torch.logsumexp(-h / tau, dim=-1)
         out["floor"] = cfg.w_floor * (((lowest / _BODY_HEIGHT) ** 2).mean()
                                       + ((torch.relu(-h) / _BODY_HEIGHT) ** 2).mean())
+    if data.contact is not None and data.feet is not None and cfg.w_contact > 0:
+        v = (pts[1:, data.feet] - pts[:-1, data.feet]).pow(2).sum(-1) / _BODY_HEIGHT ** 2  # (F-1,k)
+        out["contact"] = cfg.w_contact * (data.contact * v).sum() / data.contact.sum().clamp_min(1.0)
     return out
+
+
+def foot_stillness(data: FitData, feet: torch.Tensor, config: FitConfig) -> torch.Tensor:
+    """How still each foot landmark stays between consecutive frames: the weights of the ``contact`` term.
+
+    Args:
+        data: the prepared observations (pixels ``obs``, confident weights ``w_report``, cameras ``R, t``).
+        feet: ``(k,)`` indices into the K landmark targets (the heels and toes).
+    Returns:
+        ``(F-1,k)`` in [0, 1]: ``exp(-(d / (contact_px * size))^2)`` of the landmark's motion ``d`` in pixels
+        (``size`` the person's size in pixels); 0 where either frame's landmark is unconfident or the camera
+        moves between the two frames (a still foot then moves in the image).
+    """
+    obs = data.obs[:, feet]
+    d = (obs[1:, :, :2] - obs[:-1, :, :2]).norm(dim=-1)
+    size = torch.minimum(data.scale[1:], data.scale[:-1])[:, None]
+    still = torch.exp(-(d / (config.contact_px * size)) ** 2)
+    seen = (data.w_report[1:, feet] > 0) & (data.w_report[:-1, feet] > 0)
+    static = (((data.R[1:] - data.R[:-1]).abs().amax((-1, -2)) < 1e-6)
+              & ((data.t[1:] - data.t[:-1]).abs().amax(-1) < 1e-6))
+    return still * seen * static[:, None]
+
+
+def joint_limit_penalty(body_pose: torch.Tensor, limits: torch.Tensor = _LIMITS) -> torch.Tensor:
+    """How far each frame's joints leave their ranges: ``(F,)`` summed squared radians.
+
+    Args:
+        body_pose: ``(F,23,3)`` axis-angle local rotations of joints 1..23.
+        limits: ``(2,23,3)`` lower and upper intrinsic Euler XYZ angles in radians (default: the
+            anatomical ranges of ``avatars.motion_library.JOINT_LIMITS``).
+    """
+    R = axis_angle_to_matrix(body_pose)
+    # intrinsic XYZ (render.rotations.matrix_to_euler) with asin kept off +-1, where its gradient is
+    # infinite (the Y limits beyond 1.526 rad, the shoulders', cannot bind anyway)
+    a, b, c = (torch.atan2(-R[..., 1, 2], R[..., 2, 2]), torch.asin(R[..., 0, 2].clamp(-0.999, 0.999)),
+               torch.atan2(-R[..., 0, 1], R[..., 0, 0]))
+    # (a, b, c) and (a + pi, pi - b, c + pi) are the same rotation (an elbow folded past 90 degrees reads
+    # as the second); a joint is as far out as the nearer of the two
+    wrap = lambda x: torch.remainder(x + math.pi, 2 * math.pi) - math.pi  # noqa: E731
+    lo, hi = limits[0].to(R), limits[1].to(R)
+    other = torch.stack([wrap(a + math.pi), wrap(math.pi - b), wrap(c + math.pi)], -1)
+    out = [(torch.relu(lo - e) + torch.relu(e - hi)).pow(2).sum(-1) for e in (torch.stack([a, b, c], -1), other)]
+    return torch.minimum(*out).sum(-1)
 
 
 def _optimise(params: FitParams, names: tuple[str, ...], data: FitData, body_keypoints: BodyKeypoints,
@@ -496,10 +570,12 @@ def fit_track(body, keypoints, world=None, cameras: Camera | CameraPath | None =
     cfg = config or FitConfig()
     bk = body_keypoints or BodyKeypoints(body)
     data, path, kp, wl = prepare_observations(keypoints, world, cameras, bk, cfg)
+    sole = torch.tensor([i for i, lm in enumerate(bk.landmark_index.tolist()) if lm in _SOLE_LANDMARKS],
+                        dtype=torch.long)
     if floor is not None:
-        sole = [i for i, lm in enumerate(bk.landmark_index.tolist()) if lm in _SOLE_LANDMARKS]
-        data = replace(data, floor=torch.as_tensor(np.asarray(floor, np.float32)).reshape(4),
-                       feet=torch.tensor(sole, dtype=torch.long))
+        data = replace(data, floor=torch.as_tensor(np.asarray(floor, np.float32)).reshape(4), feet=sole)
+    if cfg.w_contact > 0 and data.num_frames > 1 and len(sole):
+        data = replace(data, feet=sole, contact=foot_stillness(data, sole, cfg))
     params = initial_parameters(kp, wl, path, bk, init)
     everything = ("global_orient", "transl", "body_pose", "betas")
     base = data.w2d

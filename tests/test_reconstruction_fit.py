@@ -195,3 +195,95 @@ def test_a_known_floor_keeps_the_standing_foot_on_it(body):
     assert lowest(held).abs().max() < 0.03
     assert lowest(held).abs().max() < lowest(free).abs().max()
     assert all(LANDMARK_TARGETS[lm][0] == "vertex" for lm in (29, 30, 31, 32))
+
+
+def test_joint_limit_penalty_is_zero_inside_the_ranges_and_grows_outside():
+    """The library's motions (authored inside ``JOINT_LIMITS``, an elbow folded past 90 degrees included)
+    cost nothing; a knee bent backwards or a spine twisted past its range costs the squared excess, the
+    same as measured with ``render.rotations.matrix_to_euler``; gradients stay finite at the rest pose."""
+    import math
+
+    from avatars import motion_library as ml
+    from reconstruction.fit import joint_limit_penalty
+    from render.rotations import euler_to_matrix, matrix_to_axis_angle
+
+    for name in ("wave", "box", "sit_down", "fence"):
+        assert float(joint_limit_penalty(ml.make(name, seconds=2.0, fps=8.0).body_pose).max()) < 1e-6, name
+    euler = torch.zeros(3, 23, 3, dtype=torch.float64)
+    euler[1, 3, 0] = -0.45  # left knee (joint 4) bent backwards: 0.4 rad past its -0.05 limit
+    euler[2, 5, 1] = 0.9  # spine2 (joint 6) twisted 0.4 rad past its 0.5 limit
+    euler[2, 17, 1] = -2.0  # the left elbow folded far forward: inside its range
+    pose = matrix_to_axis_angle(euler_to_matrix(euler, "XYZ")).requires_grad_(True)
+    pen = joint_limit_penalty(pose)
+    assert torch.allclose(pen, torch.tensor([0.0, 0.16, 0.16], dtype=torch.float64), atol=1e-6), pen
+    pen.sum().backward()
+    assert torch.isfinite(pose.grad).all()
+    assert math.isclose(float(joint_limit_penalty(torch.zeros(1, 23, 3))), 0.0)
+
+
+def test_joint_limits_undo_a_sideways_knee_bend_the_image_cannot_see(body):
+    """A walker seen from the side, fitted on 2D alone from a start whose knees bend sideways (towards and
+    away from the camera: invisible in the image). Without limits the bend stays and grows; with them the
+    knees return inside their +-0.3 rad range and the ankles come closer to the truth."""
+    from reconstruction.fit import TrackFit
+
+    bk = BodyKeypoints(body)
+    F = 6
+    go, pose, tr = walking_pose(F)
+    go[:, 1] = np.pi / 2
+    cam = default_camera(256, 256)
+    kp, _, joints = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, F))
+    bent = pose.clone()
+    bent[:, 3, 2] += 0.8
+    bent[:, 4, 2] -= 0.8
+    with torch.no_grad():
+        start = TrackFit(torch.zeros(4), go.clone(), bent, tr.clone(), bk(torch.zeros(4), go, bent, tr)[0])
+    err, side = {}, {}
+    for w in (0.0, 1.0):
+        fit = fit_track(body, kp, None, cam, body_keypoints=bk, init=start,
+                        config=FitConfig(w_limits=w, w_contact=0.0))
+        err[w] = 1000 * float((fit.joints[:, [7, 8]] - joints[:, [7, 8]]).norm(dim=-1).mean())
+        side[w] = float(fit.body_pose[:, 3:5, 2].abs().max())
+    assert side[0.0] > 0.8 and side[1.0] < 0.4, side
+    assert err[1.0] < 0.75 * err[0.0], err
+
+
+def test_foot_stillness_marks_still_feet_of_a_static_camera():
+    from reconstruction.fit import FitData, foot_stillness
+
+    F, K = 4, 3
+    obs = torch.zeros(F, K, 3)
+    obs[..., 2] = 1.0
+    obs[:, 1, 0] = torch.arange(F) * 20.0  # point 1 slides 20 px a frame; points 0 and 2 stay
+    obs[2:, 2, 2] = 0.0  # point 2 unseen from frame 2 on
+    eye = torch.eye(3).expand(F, 3, 3)
+    t = torch.zeros(F, 3)
+    data = FitData(obs=obs, obs_world=obs, w2d=obs[..., 2], w3d=obs[..., 2], w_report=obs[..., 2],
+                   scale=torch.full((F,), 100.0), K=eye, R=eye, t=t, has_world=False)
+    still = foot_stillness(data, torch.tensor([0, 1, 2]), FitConfig())
+    assert torch.allclose(still[:, 0], torch.ones(3)) and float(still[:, 1].max()) < 1e-6
+    assert torch.equal(still[:, 2], torch.tensor([1.0, 0.0, 0.0]))
+    moved = t.clone()
+    moved[2:, 0] = 0.5  # the camera moves between frames 1 and 2
+    assert float(foot_stillness(FitData(**{**vars(data), "t": moved}), torch.tensor([0]), FitConfig())[1, 0]) == 0.0
+
+
+def test_feet_still_in_the_image_stay_still_in_the_world(body):
+    """A person standing still, seen in 2D alone with 2 px of noise per frame: depth wobbles from frame to
+    frame, and the feet with it; the contact term holds the feet that do not move in the image in place."""
+    bk = BodyKeypoints(body)
+    F = 8
+    go, pose, tr = walking_pose(F)
+    go, pose, tr = go[:1].expand(F, 3).clone(), pose[:1].expand(F, 23, 3).clone(), tr[:1].expand(F, 3).clone()
+    cam = default_camera(256, 256)
+    kp, _, joints = synthetic_observations(bk, torch.zeros(4), go, pose, tr, CameraPath.static(cam, F))
+    noise = np.random.default_rng(2).normal(0, 2.0, kp[..., :2].shape).astype(np.float32)
+    noise[:, 27:33] *= 0.1  # the feet's landmarks are steady; the rest of the body's noise moves depth
+    kp[..., :2] += noise
+    wobble, err = {}, {}
+    for w in (0.0, 1.0):
+        fit = fit_track(body, kp, None, cam, body_keypoints=bk, config=FitConfig(w_contact=w))
+        feet = fit.joints[:, [7, 8, 10, 11]]
+        wobble[w] = 1000 * float((feet[1:] - feet[:-1]).norm(dim=-1).mean())
+        err[w] = 1000 * float((feet - joints[:, [7, 8, 10, 11]]).norm(dim=-1).mean())
+    assert wobble[1.0] < 0.5 * wobble[0.0], wobble
