@@ -71,11 +71,14 @@ def _read_array(path: str, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise AmgError(f"{what}={p}: no such file")
-    if p.suffix == ".npy":
-        return np.load(p)
-    from PIL import Image
+    try:
+        if p.suffix == ".npy":
+            return np.load(p)
+        from PIL import Image
 
-    return np.asarray(Image.open(p))
+        return np.asarray(Image.open(p))
+    except Exception as e:  # truncated npy, pickled data, not an image...
+        raise AmgError(f"{what}={p}: not a readable .npy or image file ({type(e).__name__})") from None
 
 
 def _first_image(path: str) -> np.ndarray:

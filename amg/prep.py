@@ -152,13 +152,12 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
         avatars = build_avatars(body, cfg.avatar, captions["appearance"][: len(motions)],
                                 betas=[m.betas for m in motions])
         people = [Person(a, m, name=f"track{t}") for a, m, t in zip(avatars, motions, track_ids)]
+        extra = []
+        if texture:  # a first pass for visibility only (ids and depth): no conditions derived from it
+            seen = render_scene(people, cameras, conditions=(), backend=str(cfg.backend), progress=False)
+            people, extra = texture_people(people, track_ids, clip.frames, seen, masks, cameras, clip_dir)
         res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
                            seed=int(cfg.seed), progress=False)
-        extra = []
-        if texture:
-            people, extra = texture_people(people, track_ids, clip.frames, res, masks, cameras, clip_dir)
-            res = render_scene(people, cameras, conditions=list(cfg.conditions), backend=str(cfg.backend),
-                               seed=int(cfg.seed), progress=False)
         written = save_scene(res, clip_dir, fps=clip.fps, conditions=list(cfg.conditions))
         stages.mark("render", k_render, [p.name for p in written.values()] + extra)
         ran.append("render")

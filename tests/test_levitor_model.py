@@ -235,6 +235,13 @@ def test_read_clicks_rejects_bad_input(tmp_path):
     path.write_text("{not json")
     with pytest.raises(AmgError, match="not JSON"):
         read_clicks(path)
+    from amg.animate import _read_array
+
+    (tmp_path / "ids.npy").write_bytes(b"\x93NUMPY truncated")
+    with pytest.raises(AmgError, match="mask=.*ids.npy: not a readable"):
+        _read_array(str(tmp_path / "ids.npy"), "mask")
+    with pytest.raises(AmgError, match="object id 3 is not in the mask"):
+        clicks_control(_square_mask(side=32, x0=4, y0=6, size=12), read_clicks([{"id": 3, "points": [[6, 8]]}]), 2)
 
 
 def test_animate_app_from_clicks_with_depth(tiny, tmp_path):

@@ -158,13 +158,17 @@ def clicks_control(mask: np.ndarray, clicks: list[Clicks], num_frames: int, disp
     if disp.shape != m.shape:
         raise AmgError(f"depth/disparity {disp.shape}: expected the mask's shape {m.shape}")
     inv = inverse_disparity(disp)
+    missing = sorted({c.object_id for c in clicks} - set(np.unique(m).tolist()))
+    if missing:
+        raise AmgError(f"trajectories: object id {missing[0]} is not in the mask (its ids: "
+                       f"{', '.join(str(i) for i in np.unique(m) if i > 0) or 'none'})")
     moves = []
     for c in clicks:
         track = resample_track(c.points, int(num_frames))
         x0, y0 = int(np.clip(round(c.points[0, 0]), 0, w - 1)), int(np.clip(round(c.points[0, 1]), 0, h - 1))
         on = m == c.object_id
         # the object's depth where the drag starts (its median when the click misses the object)
-        d0 = float(inv[y0, x0]) if on[y0, x0] else float(np.median(inv[on])) if on.any() else 1.0
+        d0 = float(inv[y0, x0]) if on[y0, x0] else float(np.median(inv[on]))
         # nearer than disparity 255 cannot be encoded in the uint8 depth channel
         track[:, 2] = np.maximum(track[:, 2] * d0, 1.0 / 255.0)
         moves.append(ObjectMove(object_id=c.object_id, trajectory=track))
