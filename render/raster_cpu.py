@@ -5,7 +5,9 @@ out the way gsplat's CUDA rasterizer is:
 
 1. projection: EWA projection, culling, footprint box and SH colour of each Gaussian, fused in one loop
    parallel over the Gaussians (float32, the arithmetic of ``render.gaussian._project``), written as one
-   64-byte record (a cache line) per Gaussian;
+   64-byte record (a cache line) per Gaussian with its depth sort key; the box is cut to the pixels that can
+   take alpha >= ALPHA_MIN (the opacity-aware ellipse without whole-pixel rounding, with a margin above the
+   float32 rounding of the compositor's test, so the images are the same bit for bit);
 2. depth order: one numpy sort of int64 keys packing (frame, camera z, index), the stable depth order of the
    PyTorch path; the visible records are gathered in that order;
 3. binning, a counting sort: the sorted Gaussians are split in one chunk per thread; each chunk counts its
@@ -13,9 +15,10 @@ out the way gsplat's CUDA rasterizer is:
    chunk copies its Gaussians into the tiles they touch, so a tile's Gaussians lie in one contiguous block,
    in depth order;
 4. compositing: one task per (frame, tile), spread over threads with ``prange``, front to back: a Gaussian
-   visits only the pixels of its footprint box inside the tile, a pixel stops before the Gaussian that
-   would take its transmittance to ``T_MIN`` or below, and a tile stops when all its pixels have; the
-   background, the clamp and the instance-id vote are applied as each tile is written out.
+   visits only the pixels of its footprint box inside the tile that are still compositing (a bit mask per
+   tile row, walked by its set bits), a pixel stops before the Gaussian that would take its transmittance
+   to ``T_MIN`` or below, and a tile stops when all its pixels have; each pixel's sums lie in one cache
+   line; the background, the clamp and the instance-id vote are applied as each tile is written out.
 
 A whole clip is binned and composited in one call, so the threads share the tiles of all frames.
 This path is forward only (no autograd); the PyTorch path stays the differentiable one and the reference
@@ -36,6 +39,9 @@ import numpy as np
 __all__ = ["available", "TILE", "render", "project", "threads"]
 
 TILE = 16  #: tile side in pixels
+# the compositor's boxes cut to the pixels that can take alpha >= ALPHA_MIN (same images; off for the tests
+# that show it)
+_TIGHT_BOXES = True
 
 
 _local = threading.local()
@@ -82,6 +88,8 @@ def _kernels():
         # silently make every later torch op multithreaded; numba's own pool leaves torch alone
         nb.config.THREADING_LAYER = "workqueue"
 
+    from numba.cpython.unsafe.numbers import trailing_zeros
+
     from .gaussian import (_EXTEND, _SH_C0, _SH_C1, _SH_C2, _SH_C3, ALPHA_MAX, ALPHA_MIN, EPS2D, ID_ALPHA,
                            NEAR_PLANE, T_MIN)
 
@@ -92,6 +100,7 @@ def _kernels():
     shift = TILE.bit_length() - 1  # pixel -> tile index by a shift
     assert 1 << shift == TILE
     id_alpha = np.float32(ID_ALPHA)
+    key_max = np.int64(np.iinfo(np.int64).max)
     sigma_max = np.float32(np.log(255.0) + 1e-3)  # alpha < ALPHA_MIN beyond, for opacities up to 1
 
     near, eps2d, extend_max = np.float32(NEAR_PLANE), np.float32(EPS2D), np.float32(_EXTEND)
@@ -106,9 +115,14 @@ def _kernels():
     exp_step = np.float32(1.0 / 256.0)
 
     @nb.njit(cache=True, parallel=True, nogil=True)
-    def project(means, quats, scales, opac, colors, deg, frame, Ks, Rs, ts, centers, lims, width, height,
-                params, feats, box, valid):  # pragma: no cover - compiled
-        """EWA projection and SH colour of each Gaussian, float32 like render.gaussian._project."""
+    def project(means, quats, scales, opac, colors, deg, frame, inst, Ks, Rs, ts, centers, lims, width, height,
+                tight, grec, grec_bits, valid, keys):  # pragma: no cover - compiled
+        """EWA projection and SH colour of each Gaussian, float32 like render.gaussian._project, into the
+        records ``grec`` (see ``_project_records``); ``tight``: boxes cut to the pixels that can take alpha >=
+        ALPHA_MIN. When ``keys`` has a row per Gaussian, it receives the depth sort keys of ``depth_keys``
+        with the Gaussian's own index as rank (the maximum int64 for culled ones, which sort last)."""
+        params, feats, box = grec[:, :6], grec[:, 6:10], grec_bits[:, 12:]
+        with_keys = keys.shape[0] == means.shape[0]
         for g in nb.prange(means.shape[0]):
             f = frame[g]
             K, R, t = Ks[f], Rs[f], ts[f]
@@ -150,20 +164,55 @@ def _kernels():
             v = fy * y * rz + cy
             op = opac[g]
             ok = z > near and det > 0 and op >= alpha_min
-            ext = min(np.sqrt(two * np.log(max(op * np.float32(255.0), one))), extend_max)
-            rx = np.ceil(ext * np.sqrt(max(a, np.float32(0.0))))
-            ry = np.ceil(ext * np.sqrt(max(c, np.float32(0.0))))
+            log_op = np.log(max(op * np.float32(255.0), one))
+            ext_op = np.sqrt(two * log_op)
+            ext = min(ext_op, extend_max)
+            sa, sc = np.sqrt(max(a, np.float32(0.0))), np.sqrt(max(c, np.float32(0.0)))
+            rx = np.ceil(ext * sa)
+            ry = np.ceil(ext * sc)
             ok = ok and u + rx > 0 and u - rx < width and v + ry > 0 and v - ry < height and rx > 0 and ry > 0
             valid[g] = ok
+            if with_keys:
+                keys[g] = key_max
             if not ok:
                 continue
+            ca, cb, cc = c / det, -b / det, a / det
             params[g, 0], params[g, 1] = u, v
-            params[g, 2], params[g, 3], params[g, 4], params[g, 5] = c / det, -b / det, a / det, op
-            box[g, 0] = int(max(np.ceil(u - rx - half), 0))
-            box[g, 1] = int(min(np.floor(u + rx - half), width - 1))
-            box[g, 2] = int(max(np.ceil(v - ry - half), 0))
-            box[g, 3] = int(min(np.floor(v + ry - half), height - 1))
+            params[g, 2], params[g, 3], params[g, 4], params[g, 5] = ca, cb, cc, op
+            j0 = int(max(np.ceil(u - rx - half), 0))
+            j1 = int(min(np.floor(u + rx - half), width - 1))
+            i0 = int(max(np.ceil(v - ry - half), 0))
+            i1 = int(min(np.floor(v + ry - half), height - 1))
+            # ecc: 4 eps ac/det with eps = 1e-5 (ac/det >= 1, large for thin tilted footprints)
+            ecc = np.float32(4e-5) * a * ca
+            if tight and ext_op <= extend_max and log_op >= np.float32(0.01) and ecc < np.float32(0.25):
+                # the bounding box of alpha >= ALPHA_MIN, sigma <= L = log(255 op), without the whole-pixel
+                # rounding of rx and ry: half-widths ext sqrt(a) and ext sqrt(c), widened so that no pixel left
+                # out passes the compositor's test. Its float32 sigma errs by less than eps (about 170 ulps) of
+                # the magnitudes of its terms, which are at most 4 ac/det times sigma for any offset, and its
+                # threshold on sigma by less than 1e-5 (1 + L): a pixel beyond level L (1 + p) / (1 - ecc), p =
+                # 1e-5 + 1e-3 >= 1e-5 (1 + 1/L), fails it. Half-widths scale with the square root of the level:
+                # sqrt((1 + p) / (1 - ecc)) <= 1 + (p + 1.34 ecc (1 + p)) / 2 for ecc < 1/4. The last 4e-3 px
+                # (and 1e-6 of the coordinates) cover the float32 rounding of the box's own arithmetic.
+                # Opacities above 1 (clamped extent), tiny L and very eccentric footprints keep the rounded box.
+                pw = np.float32(1.001e-3)
+                wide = one + half * (pw + np.float32(1.34) * ecc * (one + pw))
+                ex, ey = ext * sa * wide, ext * sc * wide
+                mx_ = np.float32(4e-3) + np.float32(1e-6) * (abs(u) + ex)
+                my_ = np.float32(4e-3) + np.float32(1e-6) * (abs(v) + ey)
+                j0 = max(j0, int(np.ceil(max(u - ex - half - mx_, np.float32(-1.0)))))
+                j1 = min(j1, int(np.floor(min(u + ex - half + mx_, np.float32(width)))))
+                i0 = max(i0, int(np.ceil(max(v - ey - half - my_, np.float32(-1.0)))))
+                i1 = min(i1, int(np.floor(min(v + ey - half + my_, np.float32(height)))))
+                if j0 > j1 or i0 > i1:
+                    valid[g] = False
+                    continue
+            box[g, 0], box[g, 1], box[g, 2], box[g, 3] = j0, j1, i0, i1
             feats[g, 3] = z
+            grec[g, 10] = inst[g]  # exact in float32: instance indices stay below 2^24
+            grec_bits[g, 11] = f
+            if with_keys:
+                keys[g] = (np.int64(f) << 58) | (np.int64(grec_bits[g, 9]) << 27) | g
             if deg < 0:
                 for ch in range(3):
                     feats[g, ch] = colors[g, 0, ch]
@@ -202,18 +251,23 @@ def _kernels():
 
     @nb.njit(cache=True, parallel=True, nogil=True)
     def gather_count(keys, mask, vis, grec_bits, out_bits, tiles_x, per_frame, counts):  # pragma: no cover
-        """``out_bits[k] = grec_bits[vis[keys[k] & mask]]`` (the records in depth order; a plain copy loop
-        overlaps its cache misses), and ``counts[c, t]``: how many Gaussians of chunk ``c`` touch tile
+        """``out_bits[k] = grec_bits[vis[keys[k] & mask]]`` (``grec_bits[keys[k] & mask]`` where ``vis`` is
+        empty): the records in depth order; and ``counts[c, t]``: how many Gaussians of chunk ``c`` touch tile
         ``t``. Records are copied as int32 words: a float copy could flush the box's denormal bit patterns."""
         n_chunks = counts.shape[0]
         n = keys.shape[0]
+        direct = vis.shape[0] == 0
         for c in nb.prange(n_chunks):
             row = counts[c]
             row[:] = 0
-            for k in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-                g = vis[keys[k] & mask]
+            k0, k1 = c * n // n_chunks, (c + 1) * n // n_chunks
+            # the copy first, in a loop without data-dependent branches: the misses of many records overlap (a
+            # mispredicted tile loop in the same iteration would wait for each in turn)
+            for k in range(k0, k1):
+                g = keys[k] & mask if direct else vis[keys[k] & mask]
                 for q in range(16):
                     out_bits[k, q] = grec_bits[g, q]
+            for k in range(k0, k1):
                 base = out_bits[k, 11] * per_frame
                 # boxes of visible Gaussians are >= 0, so a shift is the floor division
                 for ty in range(out_bits[k, 14] >> shift, (out_bits[k, 15] >> shift) + 1):
@@ -282,10 +336,18 @@ def _kernels():
                         alpha[f, y0 + li, x0 + lj] = 0.0
                         ids[f, y0 + li, x0 + lj] = 0
                 continue
-            trans = np.ones((tile, tile), np.float64)
-            acc = np.zeros((5, tile, tile), np.float64)
+            # one cache line of float64 per pixel: the sums of weight times r, g, b and z, of the weights, and
+            # the transmittance (separate planes would put the stores of one pixel 4 KiB apart, which the load
+            # of the next sum then waits on)
+            acc = np.zeros((tile, tile, 8), np.float64)
+            for li in range(tile):
+                for lj in range(tile):
+                    acc[li, lj, 5] = 1.0
             votes = np.zeros((num_inst, tile, tile), np.float64)
-            done = np.zeros((tile, tile), np.bool_)
+            # bit lj of live[li]: pixel (li, lj) still compositing (in the image, transmittance above T_MIN)
+            live = np.zeros(tile, np.int64)
+            for li in range(th):
+                live[li] = (1 << tw) - 1
             left = tw * th
             for p in range(offsets[t], offsets[t + 1]):
                 if left == 0:
@@ -301,12 +363,16 @@ def _kernels():
                 # alpha >= ALPHA_MIN needs sigma <= log(255 op): a cheap test before the exp, with a margin far
                 # above float error so that the exact test below still decides every kept pixel
                 smax = sigma_max if op <= one else np.float32(np.log(op * np.float32(255.0))) + np.float32(1e-3)
+                cols = ((2 << jb) - 1) ^ ((1 << ja) - 1)
                 for li in range(ia, ib + 1):
+                    todo = live[li] & cols
+                    if todo == 0:
+                        continue
                     dy = v - (np.float32(y0 + li) + half)
                     sy = hcc * dy * dy
-                    for lj in range(ja, jb + 1):
-                        if done[li, lj]:
-                            continue
+                    while todo != 0:  # the live pixels of the row, by their bits
+                        lj = trailing_zeros(todo)
+                        todo &= todo - 1
                         dx = u - (np.float32(x0 + lj) + half)
                         sigma = hca * dx * dx + sy + cb * dx * dy
                         if sigma < 0 or sigma > smax:
@@ -319,31 +385,31 @@ def _kernels():
                             a = min(alpha_max, op * np.exp(-sigma))
                         if a < alpha_min:
                             continue
-                        tc = trans[li, lj]
+                        tc = acc[li, lj, 5]
                         tn = tc * (1.0 - np.float64(a))
                         if tn <= t_min:
-                            done[li, lj] = True
+                            live[li] &= ~(np.int64(1) << lj)
                             left -= 1
                             continue
                         w = np.float64(a) * tc
-                        acc[0, li, lj] += w * cr
-                        acc[1, li, lj] += w * cg
-                        acc[2, li, lj] += w * cbl
-                        acc[3, li, lj] += w * cz
-                        acc[4, li, lj] += w
+                        acc[li, lj, 0] += w * cr
+                        acc[li, lj, 1] += w * cg
+                        acc[li, lj, 2] += w * cbl
+                        acc[li, lj, 3] += w * cz
+                        acc[li, lj, 4] += w
                         if num_inst > 1:  # one instance: its vote is the alpha, skip the store
                             votes[m, li, lj] += w
-                        trans[li, lj] = tn
+                        acc[li, lj, 5] = tn
             for li in range(th):
                 for lj in range(tw):
-                    wsum = acc[4, li, lj]
+                    wsum = acc[li, lj, 4]
                     a32 = np.float32(wsum)
                     # over the background and clamped in float32, as the PyTorch path does
                     rest = one - a32
-                    rgb[f, y0 + li, x0 + lj, 0] = min(max(np.float32(acc[0, li, lj]) + rest * bg0, zero), one)
-                    rgb[f, y0 + li, x0 + lj, 1] = min(max(np.float32(acc[1, li, lj]) + rest * bg1, zero), one)
-                    rgb[f, y0 + li, x0 + lj, 2] = min(max(np.float32(acc[2, li, lj]) + rest * bg2, zero), one)
-                    depth[f, y0 + li, x0 + lj] = acc[3, li, lj] / max(wsum, 1e-10)
+                    rgb[f, y0 + li, x0 + lj, 0] = min(max(np.float32(acc[li, lj, 0]) + rest * bg0, zero), one)
+                    rgb[f, y0 + li, x0 + lj, 1] = min(max(np.float32(acc[li, lj, 1]) + rest * bg1, zero), one)
+                    rgb[f, y0 + li, x0 + lj, 2] = min(max(np.float32(acc[li, lj, 2]) + rest * bg2, zero), one)
+                    depth[f, y0 + li, x0 + lj] = acc[li, lj, 3] / max(wsum, 1e-10)
                     alpha[f, y0 + li, x0 + lj] = a32
                     top, arg = -1.0, 0
                     for q in range(num_inst):  # the first (smallest index) wins ties
@@ -419,15 +485,18 @@ def project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities:
         the image); ``valid (M,)`` bool. Rows of invalid Gaussians are unspecified. The arrays are buffers
         reused by the next call on this thread: copy them to keep them.
     """
-    grec, valid = _project_records(means, quats, scales, opacities, colors, sh_degree, frame, K, R, t, width,
-                                   height, num_threads)
+    grec, valid, _ = _project_records(means, quats, scales, opacities, colors, sh_degree, frame, K, R, t, width,
+                                      height, num_threads)
     return grec[:, :6], grec[:, 6:10], grec.view(np.int32)[:, 12:], valid
 
 
 def _project_records(means, quats, scales, opacities, colors, sh_degree, frame, K, R, t, width, height,
-                     num_threads):
+                     num_threads, tight=False, inst=None, with_keys=False):
     """:func:`project`'s outputs as one ``(M,16)`` float32 record per Gaussian (one cache line): columns 0-5
-    ``params``, 6-9 ``feats``, 12-15 ``box`` (int32 bits), 10-11 left to the caller; and ``valid``."""
+    ``params``, 6-9 ``feats``, 10 the instance index ``inst`` (0 when None), 11 the frame (int32 bits), 12-15
+    ``box`` (int32 bits); ``valid``; and, when ``with_keys``, the unsorted depth keys of all ``M`` Gaussians
+    (see ``render``), else None. ``tight``: boxes cut to the pixels that can take alpha >= ALPHA_MIN (the
+    compositor's; :func:`project` keeps the PyTorch path's boxes)."""
     kernel = _kernels()[0]
     f32 = np.float32
     M = len(means)
@@ -441,17 +510,18 @@ def _project_records(means, quats, scales, opacities, colors, sh_degree, frame, 
     cols = np.ascontiguousarray(colors, dtype=f32)
     if cols.ndim == 2:
         cols = cols[:, None, :]
-    # reused buffers (fresh large arrays cost a page fault per 4 KiB on every call), all four outputs in one
-    # cache line per Gaussian: 0-5 params, 6-9 feats, 10 and 11 free for the caller, 12-15 box
+    # reused buffers (fresh large arrays cost a page fault per 4 KiB on every call), all outputs in one cache
+    # line per Gaussian
     grec = _scratch("grec", (M, 16), f32)
-    params, feats, box = grec[:, :6], grec[:, 6:10], grec.view(np.int32)[:, 12:]
     valid = _scratch("valid", (M,), np.bool_)
+    keys = _scratch("depth_keys", (M if with_keys else 0,), np.int64)
+    inst = np.zeros(M, np.int32) if inst is None else np.ascontiguousarray(inst, dtype=np.int32)
     with _numba_threads(num_threads):
         kernel(np.ascontiguousarray(means, dtype=f32), np.ascontiguousarray(quats, dtype=f32),
                np.ascontiguousarray(scales, dtype=f32), np.ascontiguousarray(opacities, dtype=f32), cols,
-               -1 if sh_degree is None else int(sh_degree), np.ascontiguousarray(frame, dtype=np.int32),
-               Kc, Rc, tc, centers, lims, width, height, params, feats, box, valid)
-    return grec, valid
+               -1 if sh_degree is None else int(sh_degree), np.ascontiguousarray(frame, dtype=np.int32), inst,
+               Kc, Rc, tc, centers, lims, width, height, bool(tight), grec, grec.view(np.int32), valid, keys)
+    return grec, valid, (keys if with_keys else None)
 
 
 def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: np.ndarray, colors: np.ndarray,
@@ -498,13 +568,18 @@ def render(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: 
         raise ValueError(f"render: at most 2^24 instances, got {len(table)}")
     frame32 = np.ascontiguousarray(frame, dtype=np.int32)
     with _numba_threads(num_threads):
-        grec, valid = _project_records(means, quats, scales, opacities, colors, sh_degree, frame32, K, R, t,
-                                       width, height, num_threads)
+        packed = F <= 31 and len(frame32) < (1 << 27)  # the depth keys fit in an int64 (see depth_keys)
+        grec, valid, keys = _project_records(means, quats, scales, opacities, colors, sh_degree, frame32, K, R, t,
+                                             width, height, num_threads, tight=_TIGHT_BOXES, inst=inst,
+                                             with_keys=packed)
         clock("project")
         grec_bits = grec.view(np.int32)
-        grec[:, 10] = inst  # exact in float32: instance indices stay below 2^24
-        grec_bits[:, 11] = frame32
-        keys, mask, vis = _depth_order(valid, grec_bits, F)
+        if packed:  # keys made by the projection, culled Gaussians last: the rank is the index itself
+            keys.sort()
+            keys = keys[:int(np.searchsorted(keys, np.iinfo(np.int64).max))]
+            mask, vis = (1 << 27) - 1, np.empty(0, np.int64)
+        else:
+            keys, mask, vis = _depth_order(valid, grec_bits, F)
         clock("sort")
         # counting sort into tiles, in chunks of the depth order (one per thread): the chunks' counts give
         # each chunk its write positions, so every tile's list comes out in depth order; the visible
