@@ -270,8 +270,18 @@ def _kernels():
             for k in range(k0, k1):
                 base = out_bits[k, 11] * per_frame
                 # boxes of visible Gaussians are >= 0, so a shift is the floor division
-                for ty in range(out_bits[k, 14] >> shift, (out_bits[k, 15] >> shift) + 1):
-                    for tx in range(out_bits[k, 12] >> shift, (out_bits[k, 13] >> shift) + 1):
+                tx0, tx1 = out_bits[k, 12] >> shift, out_bits[k, 13] >> shift
+                ty0, ty1 = out_bits[k, 14] >> shift, out_bits[k, 15] >> shift
+                dx, dy = tx1 - tx0, ty1 - ty0
+                if dx <= 1 and dy <= 1:  # at most 2x2 tiles (nearly all): four adds without branches
+                    t = base + ty0 * tiles_x + tx0
+                    row[t] += 1
+                    row[t + dx] += dx
+                    row[t + dy * tiles_x] += dy
+                    row[t + dx + dy * tiles_x] += dx & dy
+                    continue
+                for ty in range(ty0, ty1 + 1):
+                    for tx in range(tx0, tx1 + 1):
                         row[base + ty * tiles_x + tx] += 1
 
     @nb.njit(cache=True, nogil=True)
@@ -300,10 +310,11 @@ def _kernels():
             for g in range(c * n // n_chunks, (c + 1) * n // n_chunks):
                 base = grec_bits[g, 11] * per_frame
                 j0, j1, i0, i1 = grec_bits[g, 12], grec_bits[g, 13], grec_bits[g, 14], grec_bits[g, 15]
-                for ty in range(i0 >> shift, (i1 >> shift) + 1):
+                tx0, tx1, ty0, ty1 = j0 >> shift, j1 >> shift, i0 >> shift, i1 >> shift
+                for ty in range(ty0, ty1 + 1):
                     ia = max(i0 - ty * tile, 0)
                     ib = min(i1 - ty * tile, tile - 1)
-                    for tx in range(j0 >> shift, (j1 >> shift) + 1):
+                    for tx in range(tx0, tx1 + 1):
                         t = base + ty * tiles_x + tx
                         p = pos[t]
                         pos[t] = p + 1
@@ -339,10 +350,12 @@ def _kernels():
             # one cache line of float64 per pixel: the sums of weight times r, g, b and z, of the weights, and
             # the transmittance (separate planes would put the stores of one pixel 4 KiB apart, which the load
             # of the next sum then waits on)
-            acc = np.zeros((tile, tile, 8), np.float64)
-            for li in range(tile):
-                for lj in range(tile):
-                    acc[li, lj, 5] = 1.0
+            acc = np.zeros((tile * tile, 8), np.float64)
+            for q in range(tile * tile):
+                acc[q, 5] = 1.0
+            pxc = np.empty(tile, np.float32)
+            for lj in range(tile):
+                pxc[lj] = np.float32(x0 + lj) + half
             votes = np.zeros((num_inst, tile, tile), np.float64)
             # bit lj of live[li]: pixel (li, lj) still compositing (in the image, transmittance above T_MIN)
             live = np.zeros(tile, np.int64)
@@ -373,7 +386,8 @@ def _kernels():
                     while todo != 0:  # the live pixels of the row, by their bits
                         lj = trailing_zeros(todo)
                         todo &= todo - 1
-                        dx = u - (np.float32(x0 + lj) + half)
+                        dx = u - pxc[lj]
+                        pi = li * tile + lj
                         sigma = hca * dx * dx + sy + cb * dx * dy
                         if sigma < 0 or sigma > smax:
                             continue
@@ -385,31 +399,32 @@ def _kernels():
                             a = min(alpha_max, op * np.exp(-sigma))
                         if a < alpha_min:
                             continue
-                        tc = acc[li, lj, 5]
+                        tc = acc[pi, 5]
                         tn = tc * (1.0 - np.float64(a))
                         if tn <= t_min:
                             live[li] &= ~(np.int64(1) << lj)
                             left -= 1
                             continue
                         w = np.float64(a) * tc
-                        acc[li, lj, 0] += w * cr
-                        acc[li, lj, 1] += w * cg
-                        acc[li, lj, 2] += w * cbl
-                        acc[li, lj, 3] += w * cz
-                        acc[li, lj, 4] += w
+                        acc[pi, 0] += w * cr
+                        acc[pi, 1] += w * cg
+                        acc[pi, 2] += w * cbl
+                        acc[pi, 3] += w * cz
+                        acc[pi, 4] += w
                         if num_inst > 1:  # one instance: its vote is the alpha, skip the store
                             votes[m, li, lj] += w
-                        acc[li, lj, 5] = tn
+                        acc[pi, 5] = tn
             for li in range(th):
                 for lj in range(tw):
-                    wsum = acc[li, lj, 4]
+                    pi = li * tile + lj
+                    wsum = acc[pi, 4]
                     a32 = np.float32(wsum)
                     # over the background and clamped in float32, as the PyTorch path does
                     rest = one - a32
-                    rgb[f, y0 + li, x0 + lj, 0] = min(max(np.float32(acc[li, lj, 0]) + rest * bg0, zero), one)
-                    rgb[f, y0 + li, x0 + lj, 1] = min(max(np.float32(acc[li, lj, 1]) + rest * bg1, zero), one)
-                    rgb[f, y0 + li, x0 + lj, 2] = min(max(np.float32(acc[li, lj, 2]) + rest * bg2, zero), one)
-                    depth[f, y0 + li, x0 + lj] = acc[li, lj, 3] / max(wsum, 1e-10)
+                    rgb[f, y0 + li, x0 + lj, 0] = min(max(np.float32(acc[pi, 0]) + rest * bg0, zero), one)
+                    rgb[f, y0 + li, x0 + lj, 1] = min(max(np.float32(acc[pi, 1]) + rest * bg1, zero), one)
+                    rgb[f, y0 + li, x0 + lj, 2] = min(max(np.float32(acc[pi, 2]) + rest * bg2, zero), one)
+                    depth[f, y0 + li, x0 + lj] = acc[pi, 3] / max(wsum, 1e-10)
                     alpha[f, y0 + li, x0 + lj] = a32
                     top, arg = -1.0, 0
                     for q in range(num_inst):  # the first (smallest index) wins ties
