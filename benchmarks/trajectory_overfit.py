@@ -28,67 +28,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.backbones.base import encode_frames  # noqa: E402
 from finetune.methods.box3d import PoseTrajMethod  # noqa: E402
 from finetune.methods.image_conductor import ImageConductorMethod  # noqa: E402
 from finetune.methods.levitor import LeviTorMethod  # noqa: E402
-from finetune.metrics import objmc, template_tracks  # noqa: E402
+from finetune.metrics import control_objmc  # noqa: E402
 from finetune.render_clips import RenderClipDataset  # noqa: E402
-from finetune.testing import build_tiny_animatediff, build_tiny_svd, write_tiny_render_clips  # noqa: E402
+from finetune.testing import build_tiny_animatediff, build_tiny_svd, two_trajectory_clips  # noqa: E402
 from finetune.train import TrainConfig, train  # noqa: E402
-
-
-def two_clips(folder: Path, frames: int, side: int) -> Path:
-    """Two clips from one first frame: the object moves right in one, down in the other."""
-    t = np.linspace(0, 1, frames)[:, None]
-    lo, hi = side * 0.3, side * 0.7
-    right = np.concatenate([lo + (hi - lo) * t, np.full_like(t, lo)], 1)
-    down = np.concatenate([np.full_like(t, lo), lo + (hi - lo) * t], 1)
-    return write_tiny_render_clips(folder, trajectories=[right, down], frames=frames, side=side, shared_background=True)
-
-
-def sample_latents(method, first: torch.Tensor, control: torch.Tensor, frames: int, side: int, steps: int,
-                   seed: int) -> np.ndarray:
-    """Sampled latents ``(F, h, w, 4)`` from the first frame ``(3, H, W)`` in [-1, 1] and a control ``(F, C, H, W)``."""
-    pipe = method.pipeline()
-    gen = torch.Generator().manual_seed(seed)
-    if isinstance(method, ImageConductorMethod):
-        lat = pipe(method.prompt, image=first, flow=control, num_frames=frames, height=side, width=side,
-                   num_inference_steps=steps, guidance_scale=1.0, generator=gen, output_type="latent").frames
-        lat = lat[0].permute(1, 0, 2, 3)
-    else:
-        from PIL import Image
-
-        img = Image.fromarray(((first.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
-        lat = pipe(img, control=control, height=side, width=side, num_frames=frames, num_inference_steps=steps,
-                   min_guidance_scale=1.0, max_guidance_scale=1.0, fps=method.fps,
-                   motion_bucket_id=method.motion_bucket_id, generator=gen, output_type="latent").frames[0]
-    method.unwrapped().train()
-    return lat.permute(0, 2, 3, 1).float().numpy()
-
-
-def objmc_own_other(method, data, frames: int, side: int, steps: int = 10, seeds: int = 2) -> np.ndarray:
-    """``(2, 2)``: for each clip's control, ObjMC of the sampled object track to its own / the other trajectory."""
-    vae = method.backbone.vae
-    scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    with torch.no_grad():
-        ref = encode_frames(vae, data[0].video[:1]).permute(0, 2, 3, 1).float().numpy()[0]
-    out = np.zeros((2, 2))
-    for j in range(2):
-        own, other = data[j].tracks, data[1 - j].tracks
-        start = (own[:, 0] + 0.5) / scale - 0.5
-        for seed in range(seeds):
-            lat = sample_latents(method, data[0].first, data[j].control, frames, side, steps, seed)
-            track = (template_tracks(lat, start, ref, radius=max(1, side // (8 * scale))) + 0.5) * scale - 0.5
-            out[j] += [objmc(track, own) / seeds, objmc(track, other) / seeds]
-    return out
 
 
 def main(steps: int, lr: float, side: int, frames: int) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = Path(tempfile.mkdtemp())
-    clips = two_clips(root / "clips", frames, side)
+    clips = two_trajectory_clips(root / "clips", frames, side)
     svd, ad = build_tiny_svd(root / "svd"), build_tiny_animatediff(root / "ad")
     cases = [("levitor", lambda: LeviTorMethod(conditioning_embedding_out_channels=(16, 32)), svd, "levitor"),
              ("posetraj (stage 2)", lambda: PoseTrajMethod(stage=2, conditioning_embedding_out_channels=(16, 32)),
@@ -103,13 +56,13 @@ def main(steps: int, lr: float, side: int, frames: int) -> None:
         data = RenderClipDataset(clips, condition, frames, side, side)
         fresh = make()
         fresh.setup(base, torch.device("cpu"), torch.float32, 0)
-        before = objmc_own_other(fresh, data, frames, side)
+        before = control_objmc(fresh, data)
         trained = make()
         result = train(base, clips, root / name.split()[0], cfg, method=trained)
-        after = objmc_own_other(trained, data, frames, side)
+        after = control_objmc(trained, data)
         losses = list(result.losses.values())
         print(f"{name:34s} {before[:, 0].mean():8.2f}/{before[:, 1].mean():<9.2f} "
-              f"{after[:, 0].mean():10.2f}/{after[:, 1].mean():<10.2f} {np.mean(losses[-10:]):10.4f}")
+              f"{after[:, 0].mean():10.2f}/{after[:, 1].mean():<10.2f} {np.mean(losses[-10:]):10.4f}", flush=True)
 
 
 if __name__ == "__main__":

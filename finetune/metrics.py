@@ -30,7 +30,7 @@ from render.errors import AmgError
 from render.image import video_array
 
 __all__ = ["template_tracks", "lk_track_points", "ClipScorer", "clip_score", "lk_tracks", "tracklet_correlation", "motion_fidelity", "objmc",
-           "cammc", "cammc_tracks", "Tracker"]
+           "cammc", "cammc_tracks", "Tracker", "sample_control_latents", "control_objmc"]
 
 # A tracker maps a uint8 video (F, H, W, 3) to tracks (N, F, 2) in pixels (x, y) and visibility (N, F).
 Tracker = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -275,3 +275,54 @@ def cammc_tracks(video, target_video, tracker: Tracker = lk_tracks) -> float:
     if ta.shape != tb.shape:
         raise AmgError(f"track shapes {ta.shape} and {tb.shape}: expected videos of equal size and length")
     return objmc(ta, tb, visible=va & vb)
+
+
+def sample_control_latents(method, first: torch.Tensor, control: torch.Tensor, frames: int, side: int,
+                           steps: int, seed: int) -> np.ndarray:
+    """Latents ``(F, h, w, C)`` that ``method``'s pipeline samples from a first frame ``(3, H, W)`` in [-1, 1]
+    and a control (``(F, C, H, W)`` for the SVD ControlNets, flow ``(2, F, H, W)`` for Image Conductor),
+    at ``side x side`` with guidance off; the method's network is put back in training mode."""
+    pipe = method.pipeline()
+    gen = torch.Generator().manual_seed(seed)
+    if method.name == "imageconductor":
+        lat = pipe(method.prompt, image=first, flow=control, num_frames=frames, height=side, width=side,
+                   num_inference_steps=steps, guidance_scale=1.0, generator=gen, output_type="latent").frames
+        lat = lat[0].permute(1, 0, 2, 3)
+    else:
+        from PIL import Image
+
+        img = Image.fromarray(((first.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+        lat = pipe(img, control=control, height=side, width=side, num_frames=frames, num_inference_steps=steps,
+                   min_guidance_scale=1.0, max_guidance_scale=1.0, fps=method.fps,
+                   motion_bucket_id=method.motion_bucket_id, generator=gen, output_type="latent").frames[0]
+    method.unwrapped().train()
+    return lat.permute(0, 2, 3, 1).float().numpy()
+
+
+def control_objmc(method, data, steps: int = 10, seeds: int = 2) -> np.ndarray:
+    """How well a trajectory model follows its control, on two clips that share their first frame.
+
+    ``data``: a :class:`~finetune.render_clips.RenderClipDataset` of two clips (e.g.
+    :func:`finetune.testing.two_trajectory_clips`). For each clip's control, latents are sampled from
+    ``data[0]``'s first frame (:func:`sample_control_latents`), the object is tracked in them against the
+    encoded first frame (:func:`template_tracks`) and ObjMC (pixels) is measured to the clip's own
+    trajectory and to the other clip's. Returns ``(2, 2)``: row ``j`` = clip ``j``'s control, columns
+    (own, other), averaged over ``seeds`` samples. A model that follows its control has own < other.
+    """
+    from .backbones.base import encode_frames
+
+    vae = method.backbone.vae
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    frames, side = data[0].video.shape[0], data[0].video.shape[-1]
+    with torch.no_grad():
+        ref = encode_frames(vae, data[0].video[:1]).permute(0, 2, 3, 1).float().numpy()[0]
+    out = np.zeros((2, 2))
+    for j in range(2):
+        own, other = data[j].tracks, data[1 - j].tracks
+        start = (own[:, 0] + 0.5) / scale - 0.5
+        for seed in range(seeds):
+            lat = sample_control_latents(method, data[0].first, data[j].control, frames, side, steps, seed)
+            track = (template_tracks(lat, start, ref, radius=max(1, side // (8 * scale))) + 0.5) * scale - 0.5
+            out[j] += [objmc(track, own) / seeds, objmc(track, other) / seeds]
+    return out
+

@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from .tiny import TINY_MAX_TOKENS, _text_config, build_tiny_clip, build_tiny_text_to_video, save_components, \
-    tiny_tokenizer, write_tiny_clips
+    tiny_tokenizer, unit_scaling_factor, write_tiny_clips
 
 __all__ = ["build_tiny_text_to_video", "build_tiny_svd", "build_tiny_animatediff", "build_tiny_clip", "write_tiny_render_clips",
+           "two_trajectory_clips",
            "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS", "TINY_IMAGE_EMBED"]
 
 TINY_IMAGE_EMBED = 32
@@ -48,7 +49,8 @@ def build_tiny_svd(folder: str | os.PathLike, seed: int = 0, block_out_channels:
 
     The UNet is a two-level ``UNetSpatioTemporalConditionModel`` (8 input channels, cross-attention
     width ``TINY_IMAGE_EMBED``); the temporal-decoder VAE halves the resolution once; the CLIP image
-    encoder reads 224x224 (as the stock pipeline resizes to) with 32-pixel patches and width 32.
+    encoder reads 224x224 (as the stock pipeline resizes to) with 32-pixel patches and width 32. The VAE's
+    ``scaling_factor`` gives its latents unit variance (:func:`~finetune.tiny.unit_scaling_factor`).
     """
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -69,6 +71,7 @@ def build_tiny_svd(folder: str | os.PathLike, seed: int = 0, block_out_channels:
                                            down_block_types=("DownEncoderBlock2D",) * 2,
                                            block_out_channels=(32, 32), layers_per_block=1, latent_channels=4,
                                            sample_size=32)
+        vae.register_to_config(scaling_factor=unit_scaling_factor(vae))
         vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                                   image_size=224, patch_size=32, projection_dim=TINY_IMAGE_EMBED)
         image_encoder = CLIPVisionModelWithProjection(vision)
@@ -95,6 +98,7 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
     ``UNet2DConditionModel`` with cross-attention width 32 (the tiny CLIP text encoder of
     :mod:`finetune.tiny`), a VAE halving the resolution once, AnimateDiff's DDIM (linear betas
     0.00085-0.012, ``steps_offset`` 1, ``clip_sample`` off) and a ``MotionAdapter`` with matching widths.
+    The VAE's ``scaling_factor`` gives its latents unit variance (:func:`~finetune.tiny.unit_scaling_factor`).
     """
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -112,6 +116,7 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
         vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                             up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 32),
                             layers_per_block=1, latent_channels=4, norm_num_groups=16, sample_size=32)
+        vae.register_to_config(scaling_factor=unit_scaling_factor(vae))
         tokenizer = tiny_tokenizer()
         text_encoder = CLIPTextModel(_text_config(len(tokenizer), TINY_MAX_TOKENS))
         adapter = MotionAdapter(block_out_channels=tuple(block_out_channels), motion_layers_per_block=1,
@@ -131,7 +136,7 @@ def build_tiny_animatediff(folder: str | os.PathLike, seed: int = 0,
 
 def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames: int = 4, side: int = 32,
                             fps: float = 8.0, camera_only: tuple[bool, ...] | None = None, seed: int = 0,
-                            shared_background: bool = False) -> Path:
+                            shared_background: bool = False, texture: int = 50) -> Path:
     """Write small render folders (the layout of ``avatars.scene.save_scene``) and return their parent.
 
     Clip ``i`` shows a bright square of side ``side/4`` whose centre follows ``trajectories[i]``
@@ -144,6 +149,7 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
     over the frames) and ``tracks.npy`` (the centre, the ObjMC target). ``camera_only[i]`` marks a
     clip as camera-only in its ``meta.json``. ``shared_background``: every clip over the same background (clips
     starting at the same point then share their first frame, so only the control tells them apart).
+    ``texture``: the background's per-pixel range (levels 20 to 20 + texture; 0 is a flat grey 40).
     Defaults: two clips, one moving right, one moving down.
     """
     import numpy as np
@@ -163,12 +169,18 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
                         np.concatenate([np.full_like(t, side / 2), lo + (hi - lo) * t], 1)]
     rng = np.random.default_rng(seed)
     half = side // 8
-    shared = rng.integers(20, 70, (side, side, 3)).astype(np.uint8) if shared_background else None
+
+    def backdrop():
+        if texture <= 0:
+            return np.full((side, side, 3), 40, np.uint8)
+        return rng.integers(20, 20 + texture, (side, side, 3)).astype(np.uint8)
+
+    shared = backdrop() if shared_background else None
     for i, traj in enumerate(trajectories):
         traj = np.asarray(traj, np.float64)
         d = folder / f"clip{i}"
         d.mkdir(parents=True, exist_ok=True)
-        background = shared if shared is not None else rng.integers(20, 70, (side, side, 3)).astype(np.uint8)
+        background = shared if shared is not None else backdrop()
         video = np.repeat(background[None], len(traj), 0)
         corners = np.zeros((len(traj), 1, 8, 2))
         for f, (x, y) in enumerate(traj):
@@ -188,3 +200,17 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
         write_video(d / "bbox3d.mp4", draw_boxes(corners, side, side, image=video), fps)
         write_json(d / "meta.json", {"camera_only": bool(camera_only[i]) if camera_only else False})
     return folder
+
+
+def two_trajectory_clips(folder: str | os.PathLike, frames: int = 4, side: int = 32) -> Path:
+    """Two :func:`write_tiny_render_clips` clips from one first frame: the object starts at ``0.3 side``
+    in both and moves right to ``0.7 side`` in ``clip0``, down in ``clip1``, over one shared background, so
+    only the control tells them apart (the trajectory models' overfitting check)."""
+    import numpy as np
+
+    t = np.linspace(0, 1, frames)[:, None]
+    lo, hi = side * 0.3, side * 0.7
+    right = np.concatenate([lo + (hi - lo) * t, np.full_like(t, lo)], 1)
+    down = np.concatenate([np.full_like(t, lo), lo + (hi - lo) * t], 1)
+    return write_tiny_render_clips(folder, trajectories=[right, down], frames=frames, side=side, shared_background=True)
+

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_text_to_video", "build_tiny_clip", "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS"]
+__all__ = ["build_tiny_text_to_video", "build_tiny_clip", "tiny_tokenizer", "write_tiny_clips", "TINY_MAX_TOKENS",
+           "unit_scaling_factor"]
 
 TINY_MAX_TOKENS = 16
 _TINY_TEXT_DIM = 32
@@ -29,6 +30,27 @@ def save_components(folder: str | os.PathLike, **components) -> Path:
     for name, component in components.items():
         component.save_pretrained(folder / name)
     return folder
+
+
+@torch.no_grad()
+def unit_scaling_factor(vae, side: int = 32, count: int = 8, seed: int = 0) -> float:
+    """The ``scaling_factor`` that gives ``vae``'s latents unit standard deviation on image-like inputs.
+
+    Stable Diffusion's 0.18215 was chosen the same way for its trained VAE. A random VAE's latents are far
+    smaller (a tiny SVD VAE's scaled latents had std 0.06), so under a diffusion schedule made for unit
+    latents every noise level drowns the signal and a tiny model cannot learn what its conditioning says.
+    The inputs are ``count`` smooth random colour fields ``(3, side, side)`` in [-1, 1] (random 4x4 grids
+    upsampled bilinearly) with a bright square each, rendered from ``seed``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 4, 4, generator=gen) * 2 - 1
+    images = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+    corner = torch.randint(0, side - side // 4, (count, 2), generator=gen)
+    for i, (y, x) in enumerate(corner.tolist()):
+        images[i, :, y:y + side // 4, x:x + side // 4] = 0.9
+    p = next(vae.parameters())
+    latents = vae.encode(images.to(p.device, p.dtype)).latent_dist.mode()
+    return float(f"{1.0 / float(latents.float().std()):.4g}")
 
 
 def _byte_symbols() -> list[str]:
