@@ -284,8 +284,9 @@ class PoseEstimator:
             tried in order until the person is found (the detector finds a person at one framing and not
             at another, so a second framing recovers most misses).
         sweep_patience: frames after a person's last sighting in which the propagation still looks for them
-            in a crop; default 1 with ``follow`` (which carries people further at a fraction of the cost of a
-            detector pass per framing), else 3.
+            in a crop; default 0 with ``follow`` (only the frame right after a sighting: a person two framings
+            missed there is rarely found by a crop a frame later, and the landmark model follows them at a
+            fraction of the cost), else 3.
         key_frames: in :meth:`video`, this many evenly spaced frames also get tiled detection
             (:meth:`detect_tiled` at ``tile_scales``), whose finds the propagation carries to the other
             frames; 0 turns tiling off.
@@ -316,6 +317,10 @@ class PoseEstimator:
             no longer looked for.
         follow_overlap: most share of a followed reading's mask (or box) inside another person's found in that
             frame: a reading that drifted onto the neighbour in a hug lies on them.
+        workers: detector instances run side by side in threads (MediaPipe waits for its graph without the
+            interpreter lock): frames, tiles and the crops of one frame are independent detections. Results
+            are folded in the order a single instance would give, so they do not depend on ``workers``.
+            Default: 2, or 1 on a single core.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
@@ -325,7 +330,7 @@ class PoseEstimator:
                  max_proportion_deviation: float | None = 0.2, max_side: int | None = 640, follow: bool = True,
                  follow_presence: float = 0.5, follow_appearance: float = 0.45, follow_overlap: float = 0.5,
                  follow_patience: int = 4, follow_deviation: float = 0.12,
-                 follow_area: float = 0.25, sweep_patience: int | None = None) -> None:
+                 follow_area: float = 0.25, sweep_patience: int | None = None, workers: int | None = None) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -344,10 +349,17 @@ class PoseEstimator:
             # the masks also say what to paint out before a further detection pass
             output_segmentation_masks=bool(masks) or (passes > 1 and num_poses > 1),
         )
+        import os
+        import threading
+
+        workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
         try:
-            self._landmarker = vision.PoseLandmarker.create_from_options(options)
+            self._landmarkers = [vision.PoseLandmarker.create_from_options(options) for _ in range(workers)]
         except (RuntimeError, ValueError) as e:
             raise AmgError(f"{path}: not a usable PoseLandmarker bundle ({str(e).splitlines()[0]})") from None
+        self._landmarker = self._landmarkers[0]
+        self._local = threading.local()
+        self._pool = None
         self.masks = masks
         self.duplicate_iou = duplicate_iou
         self.num_poses = int(num_poses)
@@ -365,7 +377,7 @@ class PoseEstimator:
         self.follow_patience = max(1, int(follow_patience))
         self.follow_deviation = float(follow_deviation)
         self.follow_area = float(follow_area)
-        self.sweep_patience = (1 if self.follow else 3) if sweep_patience is None else max(0, int(sweep_patience))
+        self.sweep_patience = (0 if self.follow else 3) if sweep_patience is None else max(0, int(sweep_patience))
         self._landmark_model = LandmarkModel(path) if self.follow else None
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
@@ -373,12 +385,15 @@ class PoseEstimator:
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or min(frame.shape[:2]) < 1:
             raise AmgError(f"frame: expected an (H,W,3) uint8 RGB image, got {frame.dtype} {frame.shape}")
+        H, W = frame.shape[:2]
+        # every pass (and the painting out between passes) works on the image as the model is shown it
+        shown = self._shown(frame)
         people: list[Detection] = []
         phantoms: list[Detection] = []  # rejected readings: painted out too, or the detector finds them again
-        work = frame
+        work = shown
         for _ in range(self.passes):
             rejected: list[Detection] = []
-            found = [d for d in self._detect(work, rejected) if not _overlaps(d, people, self.duplicate_iou)]
+            found = [d for d in self._detect_shown(work, rejected) if not _overlaps(d, people, self.duplicate_iou)]
             rejected = [d for d in rejected if not _overlaps(d, phantoms, self.duplicate_iou)]
             if not found and not rejected:
                 break
@@ -386,24 +401,41 @@ class PoseEstimator:
             phantoms += rejected
             if len(people) >= self.num_poses:
                 break
-            work = _paint_out(frame, people + phantoms)
+            work = _paint_out(shown, people + phantoms)
+        people = [_rescaled(d, shown.shape[1], shown.shape[0], W, H) for d in people]
         if not self.masks:
             for d in people:
                 d.mask = None
         return people
 
-    def _detect(self, frame: np.ndarray, rejected: list[Detection] | None = None) -> list[Detection]:
-        """One detector pass: plausible people, best first; implausible readings go to ``rejected``."""
+    def _shown(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` scaled down (area filter) so its long side is at most ``max_side``."""
         import cv2
 
         H, W = frame.shape[:2]
-        shown = frame
-        if self.max_side is not None and max(H, W) > self.max_side:
-            s = self.max_side / float(max(H, W))
-            shown = cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+        if self.max_side is None or max(H, W) <= self.max_side:
+            return frame
+        s = self.max_side / float(max(H, W))
+        return cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+
+    def _detect(self, frame: np.ndarray, rejected: list[Detection] | None = None) -> list[Detection]:
+        """One detector pass: plausible people, best first, in ``frame``'s pixels; implausible readings go to
+        ``rejected``."""
+        H, W = frame.shape[:2]
+        shown = self._shown(frame)
         h, w = shown.shape[:2]
+        out = self._detect_shown(shown, rejected)
+        if (h, w) != (H, W):
+            out = [_rescaled(d, w, h, W, H) for d in out]
+            if rejected is not None:
+                rejected[:] = [_rescaled(d, w, h, W, H) for d in rejected]
+        return out
+
+    def _detect_shown(self, shown: np.ndarray, rejected: list[Detection] | None = None) -> list[Detection]:
+        """One detector pass on an image as given (already at most ``max_side``), in its pixels."""
+        H, W = shown.shape[:2]
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(shown))
-        result = self._landmarker.detect(image)
+        result = getattr(self._local, "landmarker", self._landmarker).detect(image)
         people = []
         masks = result.segmentation_masks or []
         for i, lms in enumerate(result.pose_landmarks):
@@ -414,8 +446,7 @@ class PoseEstimator:
                 continue
             mask = None
             if i < len(masks):
-                mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(h, w)
-                mask = cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR) if (h, w) != (H, W) else mask.copy()
+                mask = np.asarray(masks[i].numpy_view(), dtype=np.float32).reshape(H, W).copy()
             box = np.clip(landmark_box(kp), 0, [W, H, W, H]).astype(np.float32)
             d = Detection(kp, world, box, float(kp[:, 2].mean()), mask)
             # fused from two people or a limb on someone else, or no human proportions (a person read into
@@ -481,17 +512,26 @@ class PoseEstimator:
         The detector sees each tile at its own input resolution, so people too small or too cluttered to be
         found in the whole frame are found in a tile.
         """
-        H, W = frame.shape[:2]
-        found: list[Detection] = []
-        for scale in scales:
-            side = max(32, int(round(scale * min(H, W))))
-            step = max(1, side // 2)
-            for y0 in sorted({*range(0, max(H - side, 0) + 1, step), max(H - side, 0)}):
-                for x0 in sorted({*range(0, max(W - side, 0) + 1, step), max(W - side, 0)}):
-                    for d in self._detect_crop(frame, x0, y0, side):
-                        if not _overlaps(d, found, self.duplicate_iou):
-                            found.append(d)
-        return _suppress_duplicates(found, self.duplicate_iou)
+        return self._tiled_many([frame], scales)[0]
+
+    def _tiled_many(self, frames: list[np.ndarray], scales: tuple[float, ...]) -> list[list[Detection]]:
+        """:meth:`detect_tiled` of each of ``frames``, every tile of every frame one job for :meth:`_map`."""
+        jobs = []
+        for i, frame in enumerate(frames):
+            H, W = frame.shape[:2]
+            for scale in scales:
+                side = max(32, int(round(scale * min(H, W))))
+                step = max(1, side // 2)
+                for y0 in sorted({*range(0, max(H - side, 0) + 1, step), max(H - side, 0)}):
+                    for x0 in sorted({*range(0, max(W - side, 0) + 1, step), max(W - side, 0)}):
+                        jobs.append((i, x0, y0, side))
+        results = self._map(lambda j: self._detect_crop(frames[j[0]], *j[1:]), jobs)
+        found: list[list[Detection]] = [[] for _ in frames]
+        for (i, *_), dets in zip(jobs, results):
+            for d in dets:
+                if not _overlaps(d, found[i], self.duplicate_iou):
+                    found[i].append(d)
+        return [_suppress_duplicates(f, self.duplicate_iou) for f in found]
 
     def video(self, frames: np.ndarray, progress: bool = False) -> list[list[Detection]]:
         """Detect people in each frame of ``(F,H,W,3)`` uint8 frames (with ``propagate``, also around the
@@ -503,11 +543,11 @@ class PoseEstimator:
             from tqdm import tqdm
 
             it = tqdm(frames, desc="pose", unit="frame")
-        dets = [self(f) for f in it]
+        dets = self._map(self, list(it))
         F = len(frames)
         keys = sorted({int(round(v)) for v in np.linspace(0, F - 1, self.key_frames)}) if self.key_frames else []
-        for f in keys:
-            for d in self.detect_tiled(frames[f], self.tile_scales):
+        for f, tiled in zip(keys, self._tiled_many([frames[f] for f in keys], self.tile_scales)):
+            for d in tiled:
                 if len(dets[f]) < self.num_poses and not _overlaps(d, dets[f], self.duplicate_iou):
                     dets[f].append(d)
         if self.propagate and len(frames) > 1:
@@ -561,6 +601,8 @@ class PoseEstimator:
                 pred = a.last.box + (a.gap + 1) * np.concatenate([a.step, a.step])
                 if self._accept(frames[f], d, r.presence, pred, a.looks, found):
                     d.followed = True
+                    # tracking weighs looks too: a followed person without them would match anyone as well
+                    d.appearance = appearance_descriptor(frames[f], d.keypoints, d.mask)
                     if not self.masks:
                         d.mask = None
                     found.append(d)
@@ -623,12 +665,17 @@ class PoseEstimator:
         active: list[list] = []  # [box, frames since found]
         for f in order:
             found = dets[f]
-            for a in active:
+            # the crops are looked at side by side, then taken in order as one after the other would be
+            wanted = [a for a in active if not found or box_iou(a[0], np.stack([e.box for e in found])).max() <= 0.3]
+            if len(found) >= self.num_poses:
+                wanted = []
+            news = self._map(lambda a: self.detect_in_box(frames[f], a[0], scales=None if a[1] == 0 else
+                                                          self.crop_scale[:1]), wanted)
+            for a, new in zip(wanted, news):
                 if found and box_iou(a[0], np.stack([e.box for e in found])).max() > 0.3:
                     continue
                 if len(found) >= self.num_poses:
                     break
-                new = self.detect_in_box(frames[f], a[0], scales=None if a[1] == 0 else self.crop_scale[:1])
                 if new is not None and not _overlaps(new, found, self.duplicate_iou):
                     found.append(new)
             nxt = []
@@ -640,10 +687,32 @@ class PoseEstimator:
                         nxt.append([a[0], a[1] + 1])
             active = nxt
 
+    def _map(self, fn, items: list) -> list:
+        """``[fn(item) for item in items]``, spread over the ``workers`` detector instances (each thread uses
+        its own); in order."""
+        items = list(items)
+        if len(self._landmarkers) < 2 or len(items) < 2:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            import itertools
+            from concurrent.futures import ThreadPoolExecutor
+
+            free = itertools.count()
+
+            def bind():
+                self._local.landmarker = self._landmarkers[next(free) % len(self._landmarkers)]
+
+            self._pool = ThreadPoolExecutor(len(self._landmarkers), initializer=bind)
+        return list(self._pool.map(fn, items))
+
     def close(self) -> None:
-        if getattr(self, "_landmarker", None) is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for lm in getattr(self, "_landmarkers", []):
+            lm.close()
+        self._landmarkers = []
+        self._landmarker = None
 
     def __enter__(self) -> "PoseEstimator":
         return self
@@ -732,6 +801,21 @@ def _share_inside(d: Detection, e: Detection) -> float:
     return _box_share(np.asarray(d.box, np.float64), np.asarray(e.box, np.float64))
 
 
+def _rescaled(d: Detection, w: int, h: int, W: int, H: int) -> Detection:
+    """``d`` found in a ``w`` x ``h`` image, in the pixels of the same image at ``W`` x ``H`` (mask resampled)."""
+    import cv2
+
+    if (w, h) == (W, H):
+        return d
+    sx, sy = W / float(w), H / float(h)
+    kp = d.keypoints.copy()
+    kp[:, 0] *= sx
+    kp[:, 1] *= sy
+    box = np.clip(d.box * np.array([sx, sy, sx, sy], np.float32), 0, [W, H, W, H]).astype(np.float32)
+    mask = None if d.mask is None else cv2.resize(d.mask, (W, H), interpolation=cv2.INTER_LINEAR)
+    return Detection(kp, d.world, box, d.score, mask, d.appearance, d.followed)
+
+
 def _paint_out(frame: np.ndarray, people: list[Detection]) -> np.ndarray:
     """``frame`` with ``people`` covered by the median colour of the rest (masks dilated, or boxes)."""
     import cv2
@@ -739,12 +823,18 @@ def _paint_out(frame: np.ndarray, people: list[Detection]) -> np.ndarray:
     H, W = frame.shape[:2]
     cover = np.zeros((H, W), np.uint8)
     for d in people:
+        x0, y0, x1, y1 = (int(round(v)) for v in d.box)
         if d.mask is not None:
-            m = (d.mask > 0.3).astype(np.uint8)
             r = max(2, int(0.04 * float(max(d.box[2] - d.box[0], d.box[3] - d.box[1]))))
-            cover |= cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+            # the mask's pixels lie around its landmarks' box: dilate that window only, not the whole frame
+            ys, xs = np.nonzero(d.mask > 0.3)
+            if not len(ys):
+                continue
+            a, b = max(int(xs.min()) - r, 0), max(int(ys.min()) - r, 0)
+            c, e = min(int(xs.max()) + r + 1, W), min(int(ys.max()) + r + 1, H)
+            m = (d.mask[b:e, a:c] > 0.3).astype(np.uint8)
+            cover[b:e, a:c] |= cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
         else:
-            x0, y0, x1, y1 = (int(round(v)) for v in d.box)
             cover[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1
     rest = frame[cover == 0]
     fill = np.median(rest, axis=0) if len(rest) else np.full(3, 127.0)

@@ -191,6 +191,8 @@ def test_walkers_the_detector_misses_in_profile_are_followed_through_their_cross
     hits = [sum(any(float(box_iou(d.box, b[f])[0, 0]) > 0.4 for d in dets[f]) for f in range(16)) for b in truth]
     assert min(hits) >= 12, hits
     assert any(d.followed for found in dets for d in found)
+    # followed readings carry the person's looks, which tracking weighs against the other walker's
+    assert all(d.appearance is not None for found in dets for d in found if d.followed)
     assert not any(min(float(box_iou(d.box, b[f])[0, 0]) for b in truth) > 0.3
                    for f, found in enumerate(dets) for d in found if d.followed)
     res = extract_people(case["frames"], 8.0, camera=_level(case), body=body, estimator=estimator)

@@ -182,3 +182,53 @@ def test_regions_map_the_model_input_onto_the_body_and_back():
         back = roi_from_alignment(np.stack([centre, centre + (top - centre) / 1.25]))
         assert np.allclose([back.cx, back.cy, back.size], [roi.cx, roi.cy, roi.size])
         assert abs((back.rotation - roi.rotation + np.pi) % (2 * np.pi) - np.pi) < 1e-9
+
+
+def test_further_passes_paint_out_people_on_the_image_as_shown(monkeypatch):
+    """Between passes the people found are painted out of the image the detector is shown (long side at most
+    ``max_side``), not of the full-size frame: a 1024x1024 frame shown at 256 pixels is painted at 256, and
+    the second person is still found, in the frame's own pixels."""
+    import cv2
+    import skimage.data
+
+    import reconstruction.pose as pose
+
+    a = skimage.data.astronaut()
+    two = cv2.resize(np.ascontiguousarray(np.concatenate([a, a[:, ::-1]], axis=1)), (1024, 512),
+                     interpolation=cv2.INTER_AREA)
+    painted = []
+    real = pose._paint_out
+    monkeypatch.setattr(pose, "_paint_out", lambda frame, people: painted.append(frame.shape) or real(frame, people))
+    with PoseEstimator(num_poses=2, passes=3, max_side=512) as est:
+        people = est(two)
+    assert painted and all(max(s[:2]) <= 512 for s in painted), painted
+    assert len(people) == 2 and all(p.mask.shape == (512, 1024) for p in people)
+    centres = sorted(float(0.5 * (p.box[0] + p.box[2])) for p in people)
+    assert centres[0] < 512 < centres[1]
+
+
+def test_two_workers_give_what_one_gives():
+    """Frames, tiles and crops spread over two detector instances in threads are folded in the order one
+    instance takes them: the same people, landmarks and masks in the same order."""
+    import skimage.data
+
+    a = skimage.data.astronaut()[::2, ::2]
+    frames = np.stack([np.roll(np.concatenate([a, a[:, ::-1]], axis=1), 8 * i, axis=1) for i in range(3)])
+    out = {}
+    for workers in (1, 2):
+        with PoseEstimator(num_poses=3, workers=workers, key_frames=2) as est:
+            assert len(est._landmarkers) == workers
+            out[workers] = est.video(frames)
+    assert [len(f) for f in out[1]] == [len(f) for f in out[2]] and sum(len(f) for f in out[1]) >= 3
+    for f1, f2 in zip(out[1], out[2]):
+        for d1, d2 in zip(f1, f2):
+            assert np.array_equal(d1.keypoints, d2.keypoints) and np.array_equal(d1.mask, d2.mask)
+
+
+def test_with_following_the_crop_search_looks_only_in_the_frame_after_a_sighting():
+    """With the landmark model following missed people, the detector's crop search is spent only on the frame
+    right after a sighting (later crops rarely find anyone); without following it still looks 3 frames on."""
+    with PoseEstimator(num_poses=1) as est:
+        assert est.follow and est.sweep_patience == 0
+    with PoseEstimator(num_poses=1, follow=False) as est:
+        assert est.sweep_patience == 3
