@@ -180,6 +180,7 @@ class TrackingResult:
     Attributes:
         valid: ``(F,)`` bool, frames in which every subject is valid and that lie in the kept run.
         kept: ``(start, stop)`` half-open range of the longest run of frames valid for every subject.
+        merged: ``(frame, detection index)`` of readings fused from two people, given to no track.
     """
 
     tracks: list[Track]
@@ -188,6 +189,7 @@ class TrackingResult:
     dropped: list[int] = field(default_factory=list)
     valid: np.ndarray | None = None
     kept: tuple[int, int] = (0, 0)
+    merged: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def subjects(self) -> list[Track]:
@@ -321,7 +323,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
                  bridged_confidence: float = 0.5, lost_frames: int = 1, side_swap_cost: float | None = 0.5,
                  rotations: np.ndarray | None = None, max_subjects: int = 2, min_presence: float = 0.5,
                  min_valid_fraction: float = 0.75, frame_height: float | None = None,
-                 appearance_weight: float = 1.0) -> TrackingResult:
+                 appearance_weight: float = 1.0, merge_share: float | None = 0.3) -> TrackingResult:
     """Associate per-frame detections into tracks.
 
     Args:
@@ -345,6 +347,11 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         side_swap_cost: left/right readings of each track are made consistent over its detected frames
             (:func:`resolve_sides` with this cost) before gaps are bridged; None leaves them as detected.
         rotations: ``(F,3,3)`` camera-to-world rotations for :func:`resolve_sides` (moving cameras).
+        merge_share: a detection matched to one track whose confident landmarks lie nearest to another
+            recently seen track's predicted landmarks for at least this share (of the landmarks with
+            confidence >= 0.5) is a reading fused from two people crossing or pressed together: it is given
+            to neither (both are bridged over it, or lost) and starts no track; its frame and index are
+            listed in ``TrackingResult.merged``. None keeps every match.
     Returns:
         :class:`TrackingResult` with tracks ordered by id (ids 1, 2, ... by first appearance).
     """
@@ -353,6 +360,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
         raise AmgError("detections: expected at least one frame, got none")
     finished: list[_Live] = []
     live: list[_Live] = []
+    merged: list[tuple[int, int]] = []
     next_id = 1
     for f, dets in enumerate(detections):
         # tracks unseen for longer than the bridgeable gap can no longer continue
@@ -374,8 +382,14 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             missed = np.array([f - t.frames[-1] - 1 for t in live], dtype=np.float64)
             cost = np.where(cost > max_cost * (1 + 0.25 * missed)[:, None], _UNMATCHED, cost)
             rows, cols = linear_sum_assignment(cost)
+            recent = [i for i, t in enumerate(live) if f - t.frames[-1] <= max_gap + 1]
             for r, c in zip(rows, cols):
                 if cost[r, c] >= _UNMATCHED:
+                    continue
+                if merge_share is not None and _fused(dets[c].keypoints, r, [(i, preds[i][1]) for i in recent],
+                                                      merge_share):
+                    merged.append((f, int(c)))
+                    matched_dets.add(int(c))
                     continue
                 t = live[r]
                 t.frames.append(f)
@@ -405,7 +419,7 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
     if not tracks:
         flags.append("no person found in any frame" if not any(len(d) for d in detections)
                      else f"no person tracked in at least {min_frames} of {F} frames")
-        return TrackingResult(tracks, F, flags, dropped, np.zeros(F, dtype=bool), (0, 0))
+        return TrackingResult(tracks, F, flags, dropped, np.zeros(F, dtype=bool), (0, 0), merged)
     choose_subjects(tracks, F, max_subjects, min_presence, frame_height=frame_height)
     valid = np.ones(F, dtype=bool)
     for tr in tracks:
@@ -421,7 +435,24 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
                              f"(longest usable run {kept[1] - kept[0]} frames, expected at least {need})")
     inside = np.zeros(F, dtype=bool)
     inside[kept[0]:kept[1]] = True
-    return TrackingResult(tracks, F, flags, dropped, valid & inside, kept)
+    return TrackingResult(tracks, F, flags, dropped, valid & inside, kept, merged)
+
+
+def _fused(keypoints: np.ndarray, own: int, predictions: list[tuple[int, np.ndarray]], share: float,
+           min_confidence: float = 0.5, margin: float = 0.7) -> bool:
+    """Whether a reading matched to track ``own`` lies for at least ``share`` of its confident landmarks
+    nearer to another track's predicted landmarks than ``margin`` times their distance to its own
+    (``predictions``: (track index, (33,3)) pairs)."""
+    if len(predictions) < 2 or not any(i == own for i, _ in predictions):
+        return False
+    kp = np.asarray(keypoints, np.float64)
+    ok = kp[:, 2] >= min_confidence
+    if ok.sum() < 6:
+        return False
+    dist = {i: np.linalg.norm(kp[ok, :2] - np.asarray(p, np.float64)[ok, :2], axis=-1) for i, p in predictions}
+    # a landmark is the other's only when clearly nearer to them: where two people stand
+    # in one place, predictions alone cannot tell them apart
+    return any(float(np.mean(d < margin * dist[own])) >= share for i, d in dist.items() if i != own)
 
 
 def _tolerated(tr: Track, lost_frames: int) -> np.ndarray:

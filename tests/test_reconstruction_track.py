@@ -251,3 +251,28 @@ def test_appearance_keeps_ids_when_motion_would_swap_them():
     assert len(kept.tracks) == 2 and sorted(colours(kept)) == [(-1, -1), (1, 1)]  # each stays on its side
     swapped = track_people(dets, max_gap=3, max_lost=4, appearance_weight=0.0)
     assert sorted(colours(swapped)) != [(-1, -1), (1, 1)]  # motion alone swaps them
+
+
+def test_a_reading_fused_from_two_people_crossing_goes_to_neither():
+    """At a crossing the detector reads one body from two people: the upper half on the one walking right,
+    the legs on the one walking left. Its landmarks lie half on each person's predicted landmarks, so neither
+    track takes it (both are bridged over the frame) and it starts no track; without the check the walker
+    it is matched to gets landmarks on the other person."""
+    F = 12
+    dets, fused = [], None
+    for f in range(F):
+        a = _person(40 + 8 * f, 100, seed=1)
+        b = _person(120 - 8 * f, 100, seed=2)  # 16 px apart at frame 4, crossing at frame 5
+        if f == 4:
+            kp = a.keypoints.copy()
+            kp[17:] = b.keypoints[17:]  # legs from the other walker
+            fused = Detection(kp, a.world, landmark_box(kp), 1.0)
+            dets.append([fused])
+        else:
+            dets.append([a, b])
+    result = track_people(dets, max_gap=2)
+    assert result.merged == [(4, 0)]
+    assert len(result.tracks) == 2 and all(t.bridged[4] and not t.detected[4] for t in result.tracks)
+    assert result.flags == []
+    kept = track_people(dets, max_gap=2, merge_share=None)
+    assert kept.merged == [] and sum(t.detected[4] for t in kept.tracks) == 1
