@@ -149,7 +149,6 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
     over the frames) and ``tracks.npy`` (the centre, the ObjMC target). ``camera_only[i]`` marks a
     clip as camera-only in its ``meta.json``. ``shared_background``: every clip over the same background (clips
     starting at the same point then share their first frame, so only the control tells them apart).
-    ``texture``: the background's per-pixel range (levels 20 to 20 + texture; 0 is a flat grey 40).
     Defaults: two clips, one moving right, one moving down.
     """
     import numpy as np
@@ -171,9 +170,7 @@ def write_tiny_render_clips(folder: str | os.PathLike, trajectories=None, frames
     half = side // 8
 
     def backdrop():
-        if texture <= 0:
-            return np.full((side, side, 3), 40, np.uint8)
-        return rng.integers(20, 20 + texture, (side, side, 3)).astype(np.uint8)
+        return rng.integers(20, 70, (side, side, 3)).astype(np.uint8)
 
     shared = backdrop() if shared_background else None
     for i, traj in enumerate(trajectories):

@@ -382,12 +382,11 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             missed = np.array([f - t.frames[-1] - 1 for t in live], dtype=np.float64)
             cost = np.where(cost > max_cost * (1 + 0.25 * missed)[:, None], _UNMATCHED, cost)
             rows, cols = linear_sum_assignment(cost)
-            recent = [i for i, t in enumerate(live) if f - t.frames[-1] <= max_gap + 1]
+            recent = [(i, preds[i][1]) for i, t in enumerate(live) if f - t.frames[-1] <= max_gap + 1]
             for r, c in zip(rows, cols):
                 if cost[r, c] >= _UNMATCHED:
                     continue
-                if merge_share is not None and _fused(dets[c].keypoints, r, [(i, preds[i][1]) for i in recent],
-                                                      merge_share):
+                if merge_share is not None and _fused(dets[c].keypoints, r, recent, merge_share):
                     merged.append((f, int(c)))
                     matched_dets.add(int(c))
                     continue
