@@ -118,7 +118,7 @@ def closed_loop_render(body, motions, cameras, num_gaussians=12000, seed=0):
     return r.rgb, [np.asarray(j) for j in r.joints]
 
 
-def closed_loop_scores(result, truths, true_cameras):
+def closed_loop_scores(result, truths, true_cameras, gate: float = 0.1):
     """Compare an extraction with the truth it was rendered from.
 
     Each track is matched to the true person whose projected joints it follows most closely (Hungarian
@@ -126,8 +126,11 @@ def closed_loop_scores(result, truths, true_cameras):
     Returns a list (per track) of dicts: ``person`` (matched true person), ``pa_mpjpe_mm`` (Procrustes-
     aligned MPJPE of the 24 joints, seen frames), ``reprojection_px`` (the fit's mean landmark reprojection
     error), ``joints_px`` (mean 2D distance between the fitted joints projected through the result's cameras
-    and the true joints projected through the true ones), ``switches`` (seen frames whose nearest true
-    person is not the matched one: identity swaps).
+    and the true joints projected through the true ones), ``switches`` (seen frames in which the track
+    follows another true person: its nearest true person is not the matched one and the matched one is
+    more than ``gate`` times the frame height away. As in CLEAR-MOT, a correspondence that is still valid
+    is kept: where two people overlap, the track may be a pixel nearer the other without having left its
+    own).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -152,7 +155,7 @@ def closed_loop_scores(result, truths, true_cameras):
             "pa_mpjpe_mm": 1000 * float(mpjpe(fit.joints[seen], truth[seen]).mean()),
             "reprojection_px": float(result.residuals[str(tid)]["reprojection_px"]),
             "joints_px": float(dist[p][seen].mean()),
-            "switches": int((dist[:, seen].argmin(0) != p).sum()),
+            "switches": int(((dist[:, seen].argmin(0) != p) & (dist[p][seen] > gate * true_cameras.height)).sum()),
         })
     return out
 
