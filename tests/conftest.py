@@ -20,3 +20,17 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def default_body():
+    """The embedded default body, shared by the whole test process (tests must not modify it)."""
+    from avatars.body import default_body
+
+    return default_body()
+
+
+@pytest.fixture(scope="session")
+def body(default_body):
+    """The default body; modules that test on another body (a tiny or a stick body) define their own."""
+    return default_body

@@ -15,7 +15,6 @@ import trimesh
 
 from avatars import motion_library
 from avatars.appearance import Appearance
-from avatars.body import BodyModel
 from avatars.gaussians import GaussianAvatar
 from avatars.surface import closest_on_triangles, vertex_faces
 from render.ply import save_ply
@@ -28,11 +27,6 @@ from render.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_ax
 WOMAN = "A woman wearing a bright yellow dress, sleeveless, flowing just above her knees"
 MAN = "A man wearing a white dress shirt and dark pants"
 SKIN_TIGHT = Appearance(text="bald, nothing worn", hair_length="bald", garments={})
-
-
-@pytest.fixture(scope="module")
-def body():
-    return BodyModel.load()
 
 
 def random_poses(n: int, seed: int):

@@ -4,16 +4,11 @@ import pytest
 import torch
 
 from avatars import motion_library as ml
-from avatars.body import DEFAULT_BODY_PATH, BodyModel
+from avatars.body import DEFAULT_BODY_PATH
 from render.rotations import axis_angle_to_matrix
 
 pytestmark = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="default body not built")
 FPS, SECONDS = 10.0, 3.0
-
-
-@pytest.fixture(scope="module")
-def body():
-    return BodyModel.load("default")
 
 
 @pytest.fixture(scope="module")

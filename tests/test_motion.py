@@ -287,11 +287,6 @@ LIB_FPS, LIB_SECONDS = 8.0, 2.5
 
 
 @pytest.fixture(scope="module")
-def default_body():
-    return BodyModel.load("default")
-
-
-@pytest.fixture(scope="module")
 def library():
     out = {}
     for name in ml.names():

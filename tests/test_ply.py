@@ -8,7 +8,6 @@ import torch
 from gsplat.cuda._torch_impl import _spherical_harmonics
 from plyfile import PlyData, PlyElement
 
-from avatars.body import BodyModel
 from avatars.gaussians import GaussianAvatar
 from render.errors import AmgError
 from render.gaussian import Gaussians, rasterize, rotate_sh, sh_to_rgb
@@ -17,11 +16,6 @@ from render.ply import load_ply, save_ply
 from render.rotations import axis_angle_to_matrix
 
 from reference_gaussian import rasterize_dense
-
-
-@pytest.fixture(scope="module")
-def body():
-    return BodyModel.load()
 
 
 def random_gaussians(n, K=None, seed=0, spread=1.0):

@@ -13,13 +13,6 @@ from render.camera import Camera
 
 
 @pytest.fixture(scope="module")
-def body():
-    from avatars.body import BodyModel
-
-    return BodyModel.load("default")
-
-
-@pytest.fixture(scope="module")
 def estimator():
     from reconstruction.pose import PoseEstimator
 

@@ -19,14 +19,6 @@ GAUSSIANS = 6000  # enough for MediaPipe to see limbs and garments; halves the r
 
 
 @pytest.fixture(scope="module")
-def body():
-    from avatars.body import BodyModel
-
-    torch.set_flush_denormal(True)
-    return BodyModel.load("default")
-
-
-@pytest.fixture(scope="module")
 def estimator():
     from reconstruction.pose import PoseEstimator
 

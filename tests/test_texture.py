@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.body import DEFAULT_BODY_PATH, default_body
+from avatars.body import DEFAULT_BODY_PATH
 from avatars.gaussians import GaussianAvatar
 from avatars.motion_library import make
 from avatars.scene import Person, render_scene
@@ -16,11 +16,6 @@ from render.camera import Camera, CameraPath
 
 pytestmark = pytest.mark.skipif(not DEFAULT_BODY_PATH.exists(), reason="default body not built")
 RED, GREEN, GREY = torch.tensor([0.85, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.15]), torch.tensor([0.5, 0.5, 0.5])
-
-
-@pytest.fixture(scope="module")
-def body():
-    return default_body()
 
 
 def _avatar(body, text="a man in a red shirt and blue jeans", n=4000):
