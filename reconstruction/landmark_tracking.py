@@ -148,7 +148,8 @@ class LandmarkModel:
         Args:
             hide: ``(H,W)`` bool pixels of other people, covered in each region by the median colour of the
                 rest of the region, so the model cannot read them instead of the person sought (the model
-                reads the most salient person in its square).
+                reads the most salient person in its square); or a list with one such array (or None) per
+                region.
         Returns:
             one :class:`RoiReading` per region, in frame pixels.
         """
@@ -157,14 +158,19 @@ class LandmarkModel:
         if not rois:
             return []
         H, W = frame.shape[:2]
+        hides = list(hide) if isinstance(hide, (list, tuple)) else [hide] * len(rois)
+        if len(hides) != len(rois):
+            raise AmgError(f"hide: expected one mask per region ({len(rois)}), got {len(hides)}")
         mats = [roi_matrix(r) for r in rois]
         crops = []
-        for M in mats:
+        for M, hide in zip(mats, hides):
             # the inverse map samples the frame at each input pixel; outside the frame is black, as in MediaPipe
             crop = cv2.warpAffine(frame, M, (_INPUT, _INPUT), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
             if hide is not None:
-                cover = cv2.warpAffine(hide.astype(np.uint8), M, (_INPUT, _INPUT),
+                if np.shape(hide) != (H, W):
+                    raise AmgError(f"hide: expected a ({H},{W}) mask, got shape {np.shape(hide)}")
+                cover = cv2.warpAffine(np.asarray(hide).astype(np.uint8), M, (_INPUT, _INPUT),
                                        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0) > 0
                 if cover.any() and not cover.all():
                     crop[cover] = np.median(crop[~cover], axis=0).astype(np.uint8)

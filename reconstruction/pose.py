@@ -18,6 +18,7 @@ from render.errors import AmgError
 from render.image import video_array
 
 from .landmark_tracking import LandmarkModel, Roi, roi_from_landmarks
+from .proposals import half_plane, read_apart, split_reading
 
 __all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
            "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body",
@@ -77,6 +78,8 @@ class Detection:
             or None; tracking uses it to keep identities through crossings.
         followed: True when the person detector missed this person here and the landmark model read them in
             the region handed over from a neighbouring frame (:meth:`PoseEstimator.video`, ``follow``).
+        apart: ``(2,2)`` pixels for a person read apart from someone pressed beside them (``split_pairs``): a
+            point of the line between them and the unit direction towards the other; None otherwise.
     """
 
     keypoints: np.ndarray
@@ -86,6 +89,7 @@ class Detection:
     mask: np.ndarray | None = None
     appearance: np.ndarray | None = None
     followed: bool = False
+    apart: np.ndarray | None = None
 
 
 _APPEARANCE_BINS = 4  # per RGB channel: 64 bins per region
@@ -321,6 +325,16 @@ class PoseEstimator:
             interpreter lock): frames, tiles and the crops of one frame are independent detections. Results
             are folded in the order a single instance would give, so they do not depend on ``workers``.
             Default: 2, or 1 on a single core.
+        split_pairs: in :meth:`video`, a detection that may straddle two people pressed side by side (its
+            proportions too far from a body's for following, ``follow_deviation``, or a mask wider than one
+            person's, ``split_area``) is read again as two people, each with the other side of a line across
+            its mask hidden (:func:`reconstruction.proposals.split_reading`); both readings must pass the
+            checks of a followed reading, lie ``split_separation`` torso lengths apart (hip centres) and look
+            different (``split_appearance``, :func:`appearance_distance`). Following then keeps them apart.
+        split_area: mask area, in units of the landmarks' height squared, above which a detection is tried
+            as two people (one person upright: 0.10-0.19; two pressed together: 0.19-0.27).
+        split_separation: least distance of the two readings' hip centres, in torso lengths of the detection.
+        split_appearance: least appearance distance of the two readings (halves of one person look alike).
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
@@ -330,7 +344,9 @@ class PoseEstimator:
                  max_proportion_deviation: float | None = 0.2, max_side: int | None = 640, follow: bool = True,
                  follow_presence: float = 0.5, follow_appearance: float = 0.45, follow_overlap: float = 0.5,
                  follow_patience: int = 4, follow_deviation: float = 0.12,
-                 follow_area: float = 0.25, sweep_patience: int | None = None, workers: int | None = None) -> None:
+                 follow_area: float = 0.25, sweep_patience: int | None = None, workers: int | None = None,
+                 split_pairs: bool = True, split_area: float = 0.2, split_separation: float = 0.45,
+                 split_appearance: float = 0.6) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -378,7 +394,12 @@ class PoseEstimator:
         self.follow_deviation = float(follow_deviation)
         self.follow_area = float(follow_area)
         self.sweep_patience = (0 if self.follow else 3) if sweep_patience is None else max(0, int(sweep_patience))
-        self._landmark_model = LandmarkModel(path) if self.follow else None
+        self.split_pairs = bool(split_pairs)
+        self.split_area = float(split_area)
+        self.split_separation = float(split_separation)
+        self.split_appearance = float(split_appearance)
+        self._landmark_model = LandmarkModel(path) if self.follow or self.split_pairs else None
+        self.reads = {"split": 0, "follow": 0}  # landmark-model reads spent by the last video()
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -556,6 +577,12 @@ class PoseEstimator:
         for frame, found in zip(frames, dets):
             for d in found:
                 d.appearance = appearance_descriptor(frame, d.keypoints, d.mask)
+        self.reads = {"split": 0, "follow": 0}
+        if self.split_pairs:
+            # on the key frames only (every frame of a short clip): following carries a pair read apart to the
+            # other frames, and a test costs two to six landmark-model reads
+            for f in keys if self.key_frames else range(F):
+                dets[f] = self._split_pairs(frames[f], dets[f])
         if self.follow and len(frames) > 1:
             for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
                 self._follow(frames, dets, list(order))
@@ -571,7 +598,14 @@ class PoseEstimator:
         H, W = frames.shape[1:3]
         active: list[_Followed] = []
         for f in order:
-            found = dets[f]
+            # a detection straddling two people followed side by side is set aside: they are read apart
+            # (only people once read apart: walkers crossing pass in front of each other, not side by side)
+            pairs = [a for a in active if a.apart is not None]
+            fused = [d for d in dets[f] if d.apart is None and not d.followed and
+                     _straddles(d, [a.predicted() for a in pairs])] if len(pairs) > 1 else []
+            aside = fused + [d for d in dets[f] if d.apart is None and not d.followed and not any(d is e for e in fused)
+                             and _covers_two(d, pairs)] if len(pairs) > 1 else []
+            found = dets[f] = [d for d in dets[f] if not any(d is e for e in aside)]
             boxes = np.stack([e.box for e in found]) if found else np.zeros((0, 4))
             nxt: list[_Followed] = []
             missing: list[_Followed] = []
@@ -593,13 +627,13 @@ class PoseEstimator:
                 centre = 0.5 * (pred[:2] + pred[2:])
                 if 0 <= centre[0] < W and 0 <= centre[1] < H and len(found) + len(missing) < self.num_poses:
                     missing.append(a)
-            rois = [a.roi.shifted(*((a.gap + 1) * a.step)) for a in missing]
-            readings = self._landmark_model.read(frames[f], rois, masks=True,
-                                                 hide=_people_cover(found, H, W) if missing and found else None)
-            for a, r in zip(missing, readings):
+            cover = _people_cover(found, H, W) if missing and found else None
+            readings, verdicts, lines = self._read_missing(frames[f], missing, found, cover)
+            for a, r, verdict, line in zip(missing, readings, verdicts, lines):
                 d = self._reading_detection(r, W, H)
+                d.apart = line
                 pred = a.last.box + (a.gap + 1) * np.concatenate([a.step, a.step])
-                if self._accept(frames[f], d, r.presence, pred, a.looks, found):
+                if verdict if verdict is not None else self._accept(frames[f], d, r.presence, pred, a.looks, found):
                     d.followed = True
                     # tracking weighs looks too: a followed person without them would match anyone as well
                     d.appearance = appearance_descriptor(frames[f], d.keypoints, d.mask)
@@ -609,18 +643,137 @@ class PoseEstimator:
                     claimed.add(len(found) - 1)
                     nxt.append(a.seen(d, r.next_roi, a.gap + 1))
                 elif a.gap + 1 < self.follow_patience and any(
-                        _box_share(pred, e.box) > 0.2 for e in found):
+                        _box_share(pred, e.box) > 0.2 for e in found + aside):
                     # someone found here covers where they were expected: hidden behind them, carried on
                     a.gap += 1
                     nxt.append(a)
+            for e in aside:
+                # a reading over two people is dropped when its landmarks straddle them or they were read apart
+                # inside it; else tracking judges it
+                if not any(e is x for x in fused) and sum(d.followed and _box_share(d.box, e.box) > 0.5
+                                                          for d in found) < 2:
+                    found.append(e)
             for j, d in enumerate(found):
                 # only a reading that a follow would accept is followed: a detection straddling two people
                 # or half a body gives no region to hand over
                 if j not in claimed and proportion_deviation(d.world) <= self.follow_deviation:
                     roi = roi_from_landmarks(d.keypoints)
                     if roi is not None:
-                        nxt.append(_Followed(d, roi, np.zeros(2), d.appearance))
+                        nxt.append(_Followed(d, roi, np.zeros(2), d.appearance, apart=_apart_offset(d)))
             active = [a for a in nxt if a.roi is not None]
+
+    def _read_missing(self, frame: np.ndarray, missing: list["_Followed"], found: list[Detection],
+                      cover: np.ndarray | None) -> tuple[list, list, list]:
+        """The landmark model's readings of the followed people ``missing`` in ``frame``, the people ``found``
+        there (pixels ``cover``) hidden, for each reading whether it was already judged (True/False, by
+        :meth:`_accept`) or not (None), and the line it was read apart along (``Detection.apart``) or None. Two of them once read apart (``Detection.apart``) and expected side
+        by side (boxes meeting) are read apart again (:func:`reconstruction.proposals.read_apart`: a line
+        between them, moved until both readings are accepted); each other person with the far side of a line
+        hidden from every such neighbour missed too (:meth:`_apart`). People never read apart are read as
+        before: walkers crossing pass in front of each other, and no line parts them."""
+        H, W = frame.shape[:2]
+        pairs, paired = [], set()
+        for i, a in enumerate(missing):
+            for j in range(i + 1, len(missing)):
+                if i not in paired and j not in paired and a.apart is not None and missing[j].apart is not None \
+                        and _box_share(a.expected()[0], missing[j].expected()[0]) > 0:
+                    pairs.append((i, j))
+                    paired |= {i, j}
+        readings: list = [None] * len(missing)
+        verdicts: list = [None] * len(missing)
+        lines: list = [None] * len(missing)
+        singles = [i for i in range(len(missing)) if i not in paired]
+        rois = [missing[i].roi.shifted(*((missing[i].gap + 1) * missing[i].step)) for i in singles]
+        hides = [self._apart(missing[i], [missing[j] for j in range(len(missing)) if j != i], cover, H, W)
+                 for i in singles]
+        for i, r in zip(singles, self._landmark_model.read(frame, rois, masks=True, hide=hides)):
+            readings[i] = r
+        self.reads["follow"] += len(rois)
+        for i, j in pairs:
+            point, u = _line_between(missing[i], missing[j])
+            gap = float((missing[j].expected()[1] - missing[i].expected()[1]) @ u)
+            people = {-1: missing[i], 1: missing[j]}
+
+            def good(r, side, people=people):
+                a, other = people[side], people[-side]
+                d = self._reading_detection(r, W, H)
+                return self._accept(frame, d, r.presence, a.expected()[0], a.looks, found, other.looks)
+
+            got = read_apart(frame, self._landmark_model, point, u, max(2.0, 0.15 * abs(gap)),
+                             lambda offset, side, people=people: people[side].roi.shifted(
+                                 *((people[side].gap + 1) * people[side].step)),
+                             good, hide=cover)
+            self.reads["follow"] += got.reads
+            readings[i], readings[j] = got.first, got.second
+            verdicts[i], verdicts[j] = got.ok
+            lines[i], lines[j] = (np.stack([got.line, s * u]).astype(np.float32) for s in (1.0, -1.0))
+        return readings, verdicts, lines
+
+    @staticmethod
+    def _apart(a: "_Followed", others: list["_Followed"], cover: np.ndarray | None, H: int,
+               W: int) -> np.ndarray | None:
+        """What to hide from the landmark model when reading the followed person ``a``: the people found
+        (``cover``) and, for each of ``others`` (people missed here too) whose expected box meets ``a``'s,
+        the far side of a line across the bodies between them (people pressed side by side: the model would
+        read whichever of them is more salient, or both as one): halfway between their expected hip centres,
+        or where they were read apart (``Detection.apart``) moved with them."""
+        box, hips = a.expected()
+        out = None if cover is None else cover.copy()
+        for b in others:
+            other, there = b.expected()
+            if a.apart is None or b.apart is None or _box_share(box, other) <= 0 or np.hypot(*(there - hips)) < 1.0:
+                continue
+            side = half_plane(H, W, *_line_between(a, b))
+            out = side if out is None else out | side
+        return out
+
+    def _split_pairs(self, frame: np.ndarray, found: list[Detection]) -> list[Detection]:
+        """``found`` with each detection that may straddle two people side by side replaced by the two
+        (``split_pairs``); a side that re-finds someone else found here is left out."""
+        H, W = frame.shape[:2]
+        out = list(found)
+        for d in found:
+            if d.mask is None or len(out) >= self.num_poses:
+                continue
+            height = float(np.ptp(d.keypoints[:, 1]))
+            wide = float((d.mask > 0.5).sum()) > self.split_area * height ** 2
+            if not wide and proportion_deviation(d.world) <= self.follow_deviation:
+                continue
+            split = split_reading(frame, d.keypoints, d.mask, self._landmark_model,
+                                  lambda r, side: self._whole(r, W, H, height), self.split_separation)
+            if split is None:
+                continue
+            pair = [self._reading_detection(r, W, H) for r in (split.first, split.second)]
+            for p, sign in zip(pair, (1.0, -1.0)):
+                p.appearance = appearance_descriptor(frame, p.keypoints, p.mask)
+                p.apart = np.stack([split.line, sign * split.axis]).astype(np.float32)
+            if appearance_distance(pair[0].appearance, pair[1].appearance) < self.split_appearance:
+                continue
+            rest = [e for e in out if e is not d]
+            new = [p for p in pair if not _overlaps(p, rest, self.duplicate_iou)]
+            if not new:
+                continue
+            for p in new:
+                if not self.masks:
+                    p.mask = None
+            out = rest + new
+        return out
+
+    def _whole(self, r, W: int, H: int, height: float) -> bool:
+        """Whether the reading ``r`` of one side of a split is one whole person: as a followed reading is
+        checked (presence, :func:`plausible_body`, ``follow_deviation``, ``follow_area``), at least 60% of
+        the split detection's ``height``, centred inside the frame."""
+        self.reads["split"] += 1  # each read of a split is judged once
+        if r.presence < self.follow_presence or not plausible_body(r.keypoints):
+            return False
+        if proportion_deviation(r.world) > self.follow_deviation:
+            return False
+        h = float(np.ptp(r.keypoints[:, 1]))
+        if h < 0.6 * height or (r.mask is not None and float((r.mask > 0.5).sum()) > self.follow_area * h ** 2):
+            return False
+        d = self._reading_detection(r, W, H)
+        cx, cy = 0.5 * (d.box[:2] + d.box[2:])
+        return bool(0 <= cx < W and 0 <= cy < H)
 
     def _reading_detection(self, r, W: int, H: int) -> Detection:
         """A :class:`Detection` from a ``landmark_tracking.RoiReading`` in a ``W`` x ``H`` frame."""
@@ -628,12 +781,14 @@ class PoseEstimator:
         return Detection(r.keypoints, r.world, box, float(r.keypoints[:, 2].mean()), r.mask)
 
     def _accept(self, frame: np.ndarray, d: Detection, presence: float, pred: np.ndarray,
-                looks: np.ndarray | None, found: list[Detection]) -> bool:
+                looks: np.ndarray | None, found: list[Detection], rival: np.ndarray | None = None) -> bool:
         """Whether a followed reading ``d`` is still the person expected at box ``pred``: the model sees a person
         (``follow_presence``), a human body (:func:`plausible_body`, ``follow_deviation``), where the
         person was expected (box IoU with ``pred`` >= 0.3), inside the frame, with the mask of one person
         (``follow_area``), not lying on anyone in ``found`` (``follow_overlap``) and looking like them
-        (``follow_appearance``, against ``looks``)."""
+        (``follow_appearance``, against ``looks``; with ``rival``, the looks of the neighbour read apart from
+        them, it is enough to look more like them than like the neighbour: the half of a pair read alone
+        often shows some of the other's colours)."""
         H, W = frame.shape[:2]
         if presence < self.follow_presence or not plausible_body(d.keypoints):
             return False
@@ -652,7 +807,8 @@ class PoseEstimator:
                 return False
         if looks is not None:
             now = appearance_descriptor(frame, d.keypoints, d.mask)
-            if now is not None and appearance_distance(now, looks) > self.follow_appearance:
+            if now is not None and appearance_distance(now, looks) > self.follow_appearance and (
+                    rival is None or appearance_distance(now, looks) >= appearance_distance(now, rival)):
                 return False
         return True
 
@@ -732,6 +888,19 @@ class _Followed:
     looks: np.ndarray | None
     gap: int = 0
     path: list = field(default_factory=list)  # (frames since the previous point, hip centre (2,))
+    apart: tuple | None = None  # (offset (2,) from the hip centre to the line beside them, unit direction across)
+
+    def expected(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the person is expected in the next frame looked at: box ``(4,)`` and hip centre ``(2,)``,
+        pixels."""
+        move = (self.gap + 1) * self.step
+        return self.last.box + np.concatenate([move, move]), _hip_centre(self.last) + move
+
+    def predicted(self) -> np.ndarray:
+        """``(33,3)`` the last landmarks moved to where the person is expected next."""
+        kp = self.last.keypoints.copy()
+        kp[:, :2] += (self.gap + 1) * self.step
+        return kp
 
     def seen(self, d: Detection, roi, frames: int) -> "_Followed":
         """Seen again as ``d`` ``frames`` frames after the last reading; the step is the mean over the last
@@ -741,7 +910,56 @@ class _Followed:
         span = sum(n for n, _ in path[1:])
         step = (path[-1][1] - path[0][1]) / max(span, 1)
         looks = self.looks if d.followed or d.appearance is None else d.appearance
-        return _Followed(d, roi, step, looks, 0, path)
+        return _Followed(d, roi, step, looks, 0, path, _apart_offset(d) or self.apart)
+
+
+def _line_between(a: "_Followed", b: "_Followed") -> tuple[np.ndarray, np.ndarray]:
+    """A line between two followed people side by side where they are expected next: a point ``(2,)`` and the
+    unit direction ``(2,)`` across it from ``a`` towards ``b``, pixels. The direction is their regions' mean
+    horizontal (the line between their hips tilts with their heights and would cut one's head); the point
+    is where they were last read apart (``Detection.apart``) moved with them, or halfway between their hips
+    (hips are not midway when one leans towards the other)."""
+    hips, there = a.expected()[1], b.expected()[1]
+    u = np.array([np.cos(a.roi.rotation) + np.cos(b.roi.rotation), np.sin(a.roi.rotation) + np.sin(b.roi.rotation)])
+    u = u / max(float(np.hypot(*u)), 1e-9) * (1.0 if (there - hips) @ u >= 0 else -1.0)
+    point = 0.5 * (hips + there)
+    if a.apart is not None and b.apart is not None and a.apart[1] @ u > 0 and b.apart[1] @ u < 0:
+        point = 0.5 * (hips + a.apart[0] + there + b.apart[0])
+    return point, u
+
+
+def _apart_offset(d: Detection) -> tuple | None:
+    """``d.apart`` relative to ``d``'s hip centre (offset ``(2,)`` to the line, unit direction across it)."""
+    if d.apart is None:
+        return None
+    return np.asarray(d.apart[0], np.float64) - _hip_centre(d), np.asarray(d.apart[1], np.float64)
+
+
+def _covers_two(d: Detection, people: list["_Followed"], share: float = 0.5) -> bool:
+    """Whether two of the followed ``people`` are each expected with at least ``share`` of their box inside
+    ``d``'s box: one reading over two people pressed side by side (its landmarks may lie mostly on one of
+    them, its limbs on the other)."""
+    box = np.asarray(d.box, np.float64)
+    return sum(_box_share(a.expected()[0], box) >= share for a in people) >= 2
+
+
+def _straddles(d: Detection, predictions: list[np.ndarray], share: float = 0.25, margin: float = 0.85,
+               min_confidence: float = 0.5) -> bool:
+    """Whether ``d``'s confident landmarks lie, for at least ``share`` of them each, clearly nearer (by the
+    factor ``margin``) to two of the ``predictions`` (``(33,3)`` landmarks each) than to any other: a reading
+    fused from two people (as tracking's ``merge_share`` test)."""
+    if len(predictions) < 2:
+        return False
+    kp = np.asarray(d.keypoints, np.float64)
+    ok = kp[:, 2] >= min_confidence
+    if ok.sum() < 6:
+        return False
+    dist = np.stack([np.linalg.norm(kp[ok, :2] - np.asarray(p, np.float64)[ok, :2], axis=-1) for p in predictions])
+    order = np.sort(dist, axis=0)
+    nearest = dist.argmin(0)
+    clear = order[0] < margin * order[1]
+    counts = np.bincount(nearest[clear], minlength=len(predictions)) / ok.sum()
+    return int((counts >= share).sum()) >= 2
 
 
 def _people_cover(people: list[Detection], H: int, W: int) -> np.ndarray:

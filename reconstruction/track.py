@@ -351,7 +351,9 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             recently seen track's predicted landmarks for at least this share (of the landmarks with
             confidence >= 0.5) is a reading fused from two people crossing or pressed together: it is given
             to neither (both are bridged over it, or lost) and starts no track; its frame and index are
-            listed in ``TrackingResult.merged``. None keeps every match.
+            listed in ``TrackingResult.merged``. None keeps every match. Readings the pose estimator made
+            with the people beside them hidden (``Detection.followed``, ``Detection.apart``) are not tested:
+            it checked them as one person's, and people pressed together reach over to each other.
     Returns:
         :class:`TrackingResult` with tracks ordered by id (ids 1, 2, ... by first appearance).
     """
@@ -386,7 +388,8 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
             for r, c in zip(rows, cols):
                 if cost[r, c] >= _UNMATCHED:
                     continue
-                if merge_share is not None and _fused(dets[c].keypoints, r, recent, merge_share):
+                if merge_share is not None and not _read_alone(dets[c]) and _fused(dets[c].keypoints, r, recent,
+                                                                                   merge_share):
                     merged.append((f, int(c)))
                     matched_dets.add(int(c))
                     continue
@@ -435,6 +438,14 @@ def track_people(detections: Sequence[Sequence[Detection]], max_gap: int = 3, ma
     inside = np.zeros(F, dtype=bool)
     inside[kept[0]:kept[1]] = True
     return TrackingResult(tracks, F, flags, dropped, valid & inside, kept, merged)
+
+
+def _read_alone(d: Detection) -> bool:
+    """Whether the pose estimator read ``d`` with the people beside it hidden and checked it as one person's
+    (followed by the landmark model, or read apart from a neighbour pressed against them): people in a hug
+    or a handshake reach over to each other, so their faces and hands lie on the other's predicted landmarks
+    although the reading is one person's."""
+    return bool(getattr(d, "followed", False) or getattr(d, "apart", None) is not None)
 
 
 def _fused(keypoints: np.ndarray, own: int, predictions: list[tuple[int, np.ndarray]], share: float,
