@@ -197,8 +197,9 @@ def test_walkers_the_detector_misses_in_profile_are_followed_through_their_cross
 
 def test_followed_readings_stay_on_one_of_a_hugging_pair(body, default_estimator):
     """Two people pressed together in profile: readings that straddle both keep nearly human proportions, so
-    a followed reading must meet stricter ones; the joints of each one kept lie on one person (at most a
-    fifth of its confident joint landmarks nearest to the other person's true joints)."""
+    a followed reading must meet stricter ones; each one kept is not a merge in the benchmark's sense (under
+    30% of its confident joint landmarks nearest to the other person's true joints: in a hug, one wrist may
+    lie nearer the partner's wrist than its own)."""
     from reconstruction.keypoints import LANDMARK_TARGETS
 
     case = hard_case("hug", body, frames=16, num_gaussians=3000)
@@ -214,4 +215,4 @@ def test_followed_readings_stay_on_one_of_a_hugging_pair(body, default_estimator
             ok = d.keypoints[lms, 2] >= 0.5
             dist = np.stack([np.linalg.norm(d.keypoints[lms, :2][ok] - p[f][ok], axis=-1) for p in uv])
             share = np.bincount(dist.argmin(0), minlength=2) / max(ok.sum(), 1)
-            assert ok.sum() >= 6 and share.min() <= 0.2, (f, share)
+            assert ok.sum() >= 6 and share.min() < 0.3, (f, share)
