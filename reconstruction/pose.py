@@ -642,16 +642,17 @@ class PoseEstimator:
                     found.append(d)
                     claimed.add(len(found) - 1)
                     nxt.append(a.seen(d, r.next_roi, a.gap + 1))
-                elif a.gap + 1 < self.follow_patience and any(
-                        _box_share(pred, e.box) > 0.2 for e in found + aside):
-                    # someone found here covers where they were expected: hidden behind them, carried on
+                elif a.gap + 1 < self.follow_patience and (a.apart is not None or any(
+                        _box_share(pred, e.box) > 0.2 for e in found + aside)):
+                    # someone found here covers where they were expected: hidden behind them, carried on (one of
+                    # a pair read apart is carried on too: pressed against the other, not gone)
                     a.gap += 1
                     nxt.append(a)
             for e in aside:
-                # a reading over two people is dropped when its landmarks straddle them or they were read apart
-                # inside it; else tracking judges it
-                if not any(e is x for x in fused) and sum(d.followed and _box_share(d.box, e.box) > 0.5
-                                                          for d in found) < 2:
+                # a reading over two people is dropped when its landmarks straddle them or either was read apart
+                # inside it (the rest of it is the other, partly on them); else tracking judges it
+                if not any(e is x for x in fused) and not any(d.followed and d.apart is not None and
+                                                              _box_share(d.box, e.box) > 0.5 for d in found):
                     found.append(e)
             for j, d in enumerate(found):
                 # only a reading that a follow would accept is followed: a detection straddling two people

@@ -232,3 +232,23 @@ def test_with_following_the_crop_search_looks_only_in_the_frame_after_a_sighting
         assert est.follow and est.sweep_patience == 0
     with PoseEstimator(num_poses=1, follow=False) as est:
         assert est.sweep_patience == 3
+
+
+def test_landmark_model_backends_agree():
+    """The landmark model read through LiteRT (when installed) gives OpenCV's reading: landmarks within a
+    hundredth of a pixel scale, the same presence and mask; an unknown backend is refused."""
+    import skimage.data
+
+    from reconstruction.landmark_tracking import LandmarkModel, Roi
+
+    with pytest.raises(AmgError, match="backend"):
+        LandmarkModel(backend="tpu")
+    pytest.importorskip("ai_edge_litert")
+    image = skimage.data.astronaut()
+    rois = [Roi(240.0, 300.0, 420.0, 0.0), Roi(250.0, 280.0, 380.0, 0.2)]
+    a = LandmarkModel(backend="opencv").read(image, rois)
+    b = LandmarkModel(backend="litert").read(image, rois)
+    for x, y in zip(a, b):
+        assert np.abs(x.keypoints[:, :2] - y.keypoints[:, :2]).max() < 0.05
+        assert np.abs(x.keypoints[:, 2] - y.keypoints[:, 2]).max() < 1e-3 and abs(x.presence - y.presence) < 1e-3
+        assert np.abs(x.world - y.world).max() < 1e-3 and np.abs(x.mask - y.mask).max() < 1e-2
