@@ -16,7 +16,9 @@ over frames, degrees, relative to the first frame), foot spread (max - min over 
 sole of each subject, cm; walkers only), PA-MPJPE of the subjects (mm), and seconds per clip. Targets:
 every clip kept with the right subjects, 0 merges, 0 switches, rotation <= 1 degree, foot spread <= 5 cm.
 ``people_recall`` is the share of all true people, bystanders included, whose instance mask was found
-(the crowd recall of the person proposals). ``--cases street`` adds the 1280x720 street clip (a foreground
+(the crowd recall of the person proposals). ``reads`` counts the landmark model's reads of pairs read apart
+(``split``) and of people followed (``follow``); ``landmark_backend`` says which engine ran them (LiteRT when
+the ``ai-edge-litert`` package is installed, else OpenCV's DNN, about 2.4 times the CPU per read). ``--cases street`` adds the 1280x720 street clip (a foreground
 walker, six people crossing behind, a pan; ``reconstruction_helpers.street_video``) whose seconds per clip
 is the speed target (<= 10 s on 2 cores).
 
@@ -134,6 +136,9 @@ def run_case(name, body, estimator, frames, gaussians, photo=None):
         "foot_spread_cm": round(foot_spread_cm(res, body), 2) if name in WALKERS else None,
         "pa_mpjpe_mm": round(float(np.mean([s["pa_mpjpe_mm"] for s in scores])), 1) if scores else None,
         "seconds": round(seconds, 2), "stages": {k: round(v, 2) for k, v in res.seconds.items()}, "flags": res.flags,
+        # landmark-model reads of pairs read apart and of people followed, and the engine that ran them
+        "reads": dict(getattr(estimator, "reads", {})),
+        "landmark_backend": getattr(getattr(estimator, "_landmark_model", None), "backend", None),
     }
 
 
