@@ -317,6 +317,12 @@ class PoseEstimator:
         follow_area: most mask area of a followed reading, in units of its landmarks' height squared: one
             person's mask covers 0.15-0.23 of it (profile to front, arms down), a mask over two people
             pressed together 0.26 and more.
+        follow_small: how the two limits above grow for small people, whose readings the model gives wider
+            masks and looser proportions (at a third to a quarter of the frame height one person's mask covers
+            0.18-0.30 of the landmarks' height squared and their proportions stray 0.05-0.17; at 0.6 of the
+            frame height 0.12-0.17 and 0.04-0.1): ``(tall, short, area, deviation)``: landmarks spanning
+            ``tall`` or more of the frame height get ``follow_area`` and ``follow_deviation``, ``short`` or less
+            get ``area`` and ``deviation``, linearly in between. None: the same limits at every size.
         follow_patience: frames a person is carried unseen (hidden behind someone crossing) before they are
             no longer looked for.
         follow_overlap: most share of a followed reading's mask (or box) inside another person's found in that
@@ -344,7 +350,9 @@ class PoseEstimator:
                  max_proportion_deviation: float | None = 0.2, max_side: int | None = 640, follow: bool = True,
                  follow_presence: float = 0.5, follow_appearance: float = 0.45, follow_overlap: float = 0.5,
                  follow_patience: int = 4, follow_deviation: float = 0.12,
-                 follow_area: float = 0.25, sweep_patience: int | None = None, workers: int | None = None,
+                 follow_area: float = 0.25,
+                 follow_small: tuple[float, float, float, float] | None = (0.5, 0.25, 0.32, 0.15),
+                 sweep_patience: int | None = None, workers: int | None = None,
                  split_pairs: bool = True, split_area: float = 0.2, split_separation: float = 0.45,
                  split_appearance: float = 0.6) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
@@ -393,6 +401,12 @@ class PoseEstimator:
         self.follow_patience = max(1, int(follow_patience))
         self.follow_deviation = float(follow_deviation)
         self.follow_area = float(follow_area)
+        if follow_small is not None:
+            follow_small = tuple(float(v) for v in follow_small)
+            if len(follow_small) != 4 or not 0 < follow_small[1] < follow_small[0]:
+                raise AmgError(f"follow_small: expected (tall, short, area, deviation) with 0 < short < tall, "
+                               f"got {follow_small}")
+        self.follow_small = follow_small
         self.sweep_patience = (0 if self.follow else 3) if sweep_patience is None else max(0, int(sweep_patience))
         self.split_pairs = bool(split_pairs)
         self.split_area = float(split_area)
@@ -657,7 +671,7 @@ class PoseEstimator:
             for j, d in enumerate(found):
                 # only a reading that a follow would accept is followed: a detection straddling two people
                 # or half a body gives no region to hand over
-                if j not in claimed and proportion_deviation(d.world) <= self.follow_deviation:
+                if j not in claimed and proportion_deviation(d.world) <= self._follow_limits(d, H)[1]:
                     roi = roi_from_landmarks(d.keypoints)
                     if roi is not None:
                         nxt.append(_Followed(d, roi, np.zeros(2), d.appearance, apart=_apart_offset(d)))
@@ -781,19 +795,32 @@ class PoseEstimator:
         box = np.clip(landmark_box(r.keypoints), 0, [W, H, W, H]).astype(np.float32)
         return Detection(r.keypoints, r.world, box, float(r.keypoints[:, 2].mean()), r.mask)
 
+    def _follow_limits(self, d: Detection, frame_height: int) -> tuple[float, float]:
+        """The most mask area (in units of the landmarks' height squared) and :func:`proportion_deviation` of a
+        followed reading ``d`` in a frame ``frame_height`` pixels high: ``follow_area`` and
+        ``follow_deviation``, raised for small people (``follow_small``)."""
+        if self.follow_small is None:
+            return self.follow_area, self.follow_deviation
+        tall, short, area, deviation = self.follow_small
+        share = float(np.ptp(d.keypoints[:, 1])) / max(float(frame_height), 1.0)
+        t = min(max((tall - share) / (tall - short), 0.0), 1.0)
+        return (self.follow_area + t * (area - self.follow_area),
+                self.follow_deviation + t * (deviation - self.follow_deviation))
+
     def _accept(self, frame: np.ndarray, d: Detection, presence: float, pred: np.ndarray,
                 looks: np.ndarray | None, found: list[Detection], rival: np.ndarray | None = None) -> bool:
         """Whether a followed reading ``d`` is still the person expected at box ``pred``: the model sees a person
         (``follow_presence``), a human body (:func:`plausible_body`, ``follow_deviation``), where the
         person was expected (box IoU with ``pred`` >= 0.3), inside the frame, with the mask of one person
-        (``follow_area``), not lying on anyone in ``found`` (``follow_overlap``) and looking like them
+        (``follow_area``; both limits looser for small people, ``follow_small``), not lying on anyone in ``found`` (``follow_overlap``) and looking like them
         (``follow_appearance``, against ``looks``; with ``rival``, the looks of the neighbour read apart from
         them, it is enough to look more like them than like the neighbour: the half of a pair read alone
         often shows some of the other's colours)."""
         H, W = frame.shape[:2]
         if presence < self.follow_presence or not plausible_body(d.keypoints):
             return False
-        if proportion_deviation(d.world) > self.follow_deviation:
+        area, deviation = self._follow_limits(d, H)
+        if proportion_deviation(d.world) > deviation:
             return False
         centre = 0.5 * (d.box[:2] + d.box[2:])
         if not (0 <= centre[0] < W and 0 <= centre[1] < H):
@@ -801,7 +828,7 @@ class PoseEstimator:
         if float(box_iou(d.box, pred)[0, 0]) < 0.3:
             return False
         height = float(np.ptp(d.keypoints[:, 1]))
-        if d.mask is not None and float((d.mask > 0.5).sum()) > self.follow_area * height ** 2:
+        if d.mask is not None and float((d.mask > 0.5).sum()) > area * height ** 2:
             return False
         for e in found:
             if _share_inside(d, e) > self.follow_overlap:

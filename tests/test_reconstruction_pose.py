@@ -3,7 +3,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from reconstruction.pose import DEFAULT_MODEL, PoseEstimator, box_iou
+from reconstruction.pose import DEFAULT_MODEL, Detection, PoseEstimator, box_iou
 from render.errors import AmgError
 
 
@@ -252,3 +252,42 @@ def test_landmark_model_backends_agree():
         assert np.abs(x.keypoints[:, :2] - y.keypoints[:, :2]).max() < 0.05
         assert np.abs(x.keypoints[:, 2] - y.keypoints[:, 2]).max() < 1e-3 and abs(x.presence - y.presence) < 1e-3
         assert np.abs(x.world - y.world).max() < 1e-3 and np.abs(x.mask - y.mask).max() < 1e-2
+
+
+def test_small_people_are_followed_with_looser_limits_and_stay_one_person_each():
+    """Small walkers' readings have wider masks and looser proportions than one large person's: with the
+    limits raised for them (``follow_small``) more of the bystanders' true masks are found, and every
+    followed reading still lies on one true person (under a quarter of its mask on anyone else)."""
+    from avatars.body import BodyModel
+    from reconstruction_helpers import hard_case
+
+    case = hard_case("bystanders", BodyModel.load("default"), frames=6, num_gaussians=2000, seed=1)
+    truth = case["masks"]
+    F = len(truth)
+
+    def found(**kwargs):
+        with PoseEstimator(**kwargs) as est:
+            dets = est.video(case["frames"])
+        hits = 0
+        for f in range(F):
+            for i in range(2, int(truth.max()) + 1):  # the bystanders (the subject is 1)
+                t = truth[f] == i
+                if t.sum() >= 20:
+                    hits += any(((d.mask > 0.5) & t).sum() >= 0.3 * ((d.mask > 0.5) | t).sum() for d in dets[f])
+            for d in dets[f]:
+                if d.followed:
+                    m = d.mask > 0.5
+                    shares = sorted(((m & (truth[f] == i)).sum() / max(m.sum(), 1)
+                                     for i in range(1, int(truth.max()) + 1)), reverse=True)
+                    assert shares[0] > 0.5 and shares[1] < 0.25
+        return hits
+
+    assert found() > found(follow_small=None)
+    with PoseEstimator() as est:
+        tall = Detection(np.zeros((33, 3), np.float32), np.zeros((33, 3), np.float32), np.zeros(4, np.float32), 1.0)
+        tall.keypoints[:, 1] = np.linspace(0, 120, 33)
+        assert est._follow_limits(tall, 180) == (est.follow_area, est.follow_deviation)
+        small = Detection(tall.keypoints * [1, 0.25, 1], tall.world, tall.box, 1.0)
+        assert np.allclose(est._follow_limits(small, 180), est.follow_small[2:])
+    with pytest.raises(AmgError, match="follow_small"):
+        PoseEstimator(follow_small=(0.25, 0.5, 0.3, 0.15))
