@@ -228,7 +228,7 @@ def _instance_masks(tracking: TrackingResult, detections, F: int, H: int, W: int
 
 
 def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None, body=None,
-                   estimator: PoseEstimator | None = None, num_poses: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
+                   estimator: PoseEstimator | None = None, num_poses: int = 6, fov_deg: float = DEFAULT_FOV_DEG,
                    max_gap: int = 3, max_lost: int = 8, min_fraction: float = 0.25,
                    fit: FitConfig | dict | None = None,
                    previous: ExtractionResult | None = None, progress: bool = False, max_subjects: int = 2,

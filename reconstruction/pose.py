@@ -271,7 +271,8 @@ class PoseEstimator:
 
     Args:
         model_path: a ``.task`` bundle; default the embedded BlazePose bundle.
-        num_poses: most people reported per frame.
+        num_poses: most people reported per frame (6: two subjects and four bystanders; a crowd beyond it
+            goes partly unmasked, and each further person costs landmark-model reads).
         min_detection_confidence, min_presence_confidence: MediaPipe's thresholds.
         masks: also return a segmentation mask per person.
         duplicate_iou: detections overlapping a better one by more than this box IoU are dropped (the
@@ -343,7 +344,7 @@ class PoseEstimator:
         split_appearance: least appearance distance of the two readings (halves of one person look alike).
     """
 
-    def __init__(self, model_path: str | Path | None = None, num_poses: int = 4,
+    def __init__(self, model_path: str | Path | None = None, num_poses: int = 6,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
                  crop_scale: float | tuple[float, ...] = (2.0, 1.5), key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5),
