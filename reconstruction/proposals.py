@@ -10,8 +10,8 @@ other side, then the reverse. The line is moved towards the side whose reading f
 whole, plausible body (:func:`split_reading`).
 
 The same half-planes keep two people apart while they are followed from frame to frame
-(``PoseEstimator._follow``): each is read with the side of the line between their predicted hip centres
-that belongs to the other hidden (:func:`half_plane`).
+(:class:`reconstruction.follow.Follower`): each is read with the side of the line between their predicted hip
+centres that belongs to the other hidden (:func:`half_plane`).
 
 Units are frame pixels (x right, y down, pixel centres at +0.5); a region is a
 :class:`~reconstruction.landmark_tracking.Roi`.
