@@ -20,7 +20,9 @@ every clip kept with the right subjects, 0 merges, 0 switches, rotation <= 1 deg
 (``split``) and of people followed (``follow``); ``landmark_backend`` says which engine ran them (LiteRT when
 the ``ai-edge-litert`` package is installed, else OpenCV's DNN, about 2.4 times the CPU per read). ``--cases street`` adds the 1280x720 street clip (a foreground
 walker, six people crossing behind, a pan; ``reconstruction_helpers.street_video``) whose seconds per clip
-is the speed target (<= 10 s on 2 cores).
+is the speed target (<= 10 s on 2 cores). The first case of a run also pays the process's one-time costs
+(about 1 s in the fit: ``torch.optim`` imports ``torch._dynamo`` on its first use), which a multirun's
+later clips do not.
 
 Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/prep_hard.py [--frames 16] [--cases pan_tilt,hug]``
 """
