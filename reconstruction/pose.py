@@ -23,7 +23,8 @@ import numpy as np
 from render.errors import AmgError
 from render.image import video_array
 
-from .follow import Follower
+from .follow import Follower, _people_cover, reading_detection
+from .motion_proposals import moving_regions, proposal_rois
 # the landmarks' vocabulary lives below both this module and following; re-exported here as before
 from .landmark_tracking import (BODY_PROPORTIONS, DEFAULT_MODEL, LANDMARK_INDEX, LANDMARK_NAMES, NUM_LANDMARKS,
                                 Detection, LandmarkModel, _overlaps, appearance_descriptor, appearance_distance,
@@ -111,12 +112,17 @@ class PoseEstimator:
             as two people (one person upright: 0.10-0.19; two pressed together: 0.19-0.27).
         split_separation: least distance of the two readings' hip centres, in torso lengths of the detection.
         split_appearance: least appearance distance of the two readings (halves of one person look alike).
+        motion_proposals: in :meth:`video`, read with the landmark model the person-shaped blobs that move
+            against the camera-compensated background where nobody was found or followed
+            (:func:`reconstruction.motion_proposals.moving_regions`): walkers too small for the face-based
+            detector. Readings are kept with the checks of a followed one.
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 6,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
                  masks: bool = True, duplicate_iou: float = 0.7, passes: int = 3, propagate: bool = True,
-                 crop_scale: float | tuple[float, ...] = (2.0, 1.5), key_frames: int = 3, tile_scales: tuple[float, ...] = (1.0, 0.5),
+                 crop_scale: float | tuple[float, ...] = (2.0, 1.5), key_frames: int = 3,
+                 tile_scales: tuple[float, ...] = (1.0, 0.5),
                  max_proportion_deviation: float | None = 0.2, max_side: int | None = 640, follow: bool = True,
                  follow_presence: float = 0.5, follow_appearance: float = 0.45, follow_overlap: float = 0.5,
                  follow_patience: int = 4, follow_deviation: float = 0.12,
@@ -124,7 +130,7 @@ class PoseEstimator:
                  follow_small: tuple[float, float, float, float] | None = (0.5, 0.25, 0.32, 0.15),
                  sweep_patience: int | None = None, workers: int | None = None,
                  split_pairs: bool = True, split_area: float = 0.2, split_separation: float = 0.45,
-                 split_appearance: float = 0.6) -> None:
+                 split_appearance: float = 0.6, motion_proposals: bool = True) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
@@ -182,8 +188,10 @@ class PoseEstimator:
         self.split_area = float(split_area)
         self.split_separation = float(split_separation)
         self.split_appearance = float(split_appearance)
-        self._landmark_model = LandmarkModel(path) if self.follow or self.split_pairs else None
-        self.reads = {"split": 0, "follow": 0}  # landmark-model reads spent by the last video()
+        self.motion_proposals = bool(motion_proposals)
+        reads = self.follow or self.split_pairs or self.motion_proposals
+        self._landmark_model = LandmarkModel(path) if reads else None
+        self.reads = {"split": 0, "follow": 0, "motion": 0}  # landmark-model reads spent by the last video()
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""
@@ -361,7 +369,7 @@ class PoseEstimator:
         for frame, found in zip(frames, dets):
             for d in found:
                 d.appearance = appearance_descriptor(frame, d.keypoints, d.mask)
-        self.reads = {"split": 0, "follow": 0}
+        self.reads = {"split": 0, "follow": 0, "motion": 0}
         follower = self._follower()
         if self.split_pairs:
             # on the key frames only (every frame of a short clip): following carries a pair read apart to the
@@ -371,7 +379,39 @@ class PoseEstimator:
         if self.follow and len(frames) > 1:
             for order in (range(len(frames)), range(len(frames) - 1, -1, -1)):
                 follower.follow(frames, dets, list(order))
+        if self.motion_proposals and F > 1:
+            # last: only the places nobody found or followed is in are read, so no one is displaced from the
+            # ``num_poses`` kept per frame
+            self._add_moving(frames, dets, follower)
         return dets
+
+    def _add_moving(self, frames: np.ndarray, dets: list[list[Detection]], follower: Follower) -> None:
+        """Read the walkers no detection covers (:func:`reconstruction.motion_proposals.moving_regions`) with the
+        landmark model, the people found hidden, and add each reading that passes the checks of a followed one
+        (:meth:`reconstruction.follow.Follower.accept`, expected at the moving blob's box) to ``dets`` in place,
+        marked ``followed``. It runs after following, so it reads only where nobody found or followed is, and
+        displaces no one from the ``num_poses`` kept per frame; its readings are not followed further (each
+        frame's blobs are read in that frame). Counts ``motion`` reads."""
+        H, W = frames.shape[1:3]
+        regions = moving_regions(frames, [[d.box for d in found] for found in dets])
+        for f, boxes in enumerate(regions):
+            found = dets[f]
+            boxes = boxes[: max(0, self.num_poses - len(found))]
+            if not boxes:
+                continue
+            cover = _people_cover(found, H, W) if found else None
+            rois = [proposal_rois(b) for b in boxes]
+            readings = self._landmark_model.read(frames[f], rois, masks=True, hide=cover)
+            self.reads["motion"] += len(boxes)
+            for b, r in zip(boxes, readings):
+                d = reading_detection(r, W, H)
+                if len(found) < self.num_poses and follower.accept(frames[f], d, r.presence, b, None, found) \
+                        and not _overlaps(d, found, self.duplicate_iou):
+                    d.followed = True
+                    d.appearance = appearance_descriptor(frames[f], d.keypoints, d.mask)
+                    if not self.masks:
+                        d.mask = None
+                    found.append(d)
 
     def _follower(self) -> Follower:
         """A :class:`~reconstruction.follow.Follower` on this estimator's landmark model and current settings,
