@@ -49,23 +49,26 @@ class Follower:
             frames a person is carried unseen.
         split_area, split_separation, split_appearance: when a detection is tried as two people and when its
             two readings are kept (:meth:`split_pairs`).
+
+    Every setting is given by the estimator (:meth:`reconstruction.pose.PoseEstimator._follower`): its
+    arguments of the same names, with their defaults, are the one place these values are written.
     """
 
     model: LandmarkModel
     reads: dict
-    num_poses: int = 6
-    masks: bool = True
-    duplicate_iou: float = 0.7
-    follow_presence: float = 0.5
-    follow_appearance: float = 0.45
-    follow_overlap: float = 0.5
-    follow_patience: int = 4
-    follow_deviation: float = 0.12
-    follow_area: float = 0.25
-    follow_small: tuple[float, float, float, float] | None = (0.5, 0.25, 0.32, 0.15)
-    split_area: float = 0.2
-    split_separation: float = 0.45
-    split_appearance: float = 0.6
+    num_poses: int
+    masks: bool
+    duplicate_iou: float
+    follow_presence: float
+    follow_appearance: float
+    follow_overlap: float
+    follow_patience: int
+    follow_deviation: float
+    follow_area: float
+    follow_small: tuple[float, float, float, float] | None
+    split_area: float
+    split_separation: float
+    split_appearance: float
 
     def follow(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int]) -> None:
         """Carry every person along ``order`` and, where nobody found in a frame is them, read them there with
