@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from render.errors import AmgError
+
 from .landmark_tracking import Roi
 
 __all__ = ["background_homography", "moving_regions", "proposal_rois"]
@@ -69,6 +71,11 @@ def moving_regions(frames: np.ndarray, people: list[list[np.ndarray]], work_side
     """
     import cv2
 
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) < 2:
+        raise AmgError(f"frames: expected (F>=2,H,W,3) uint8 RGB, got {frames.dtype} of shape {frames.shape}")
+    if len(people) != len(frames):
+        raise AmgError(f"people: expected one list of boxes per frame ({len(frames)}), got {len(people)}")
     F, H, W = frames.shape[:3]
     s = min(1.0, work_side / max(H, W))
     greys = [_grey(f, s) for f in frames]

@@ -1,6 +1,17 @@
 import numpy as np
+import pytest
 
 from reconstruction.motion_proposals import moving_regions, proposal_rois
+from render.errors import AmgError
+
+
+def test_bad_inputs_are_refused_in_one_line():
+    with pytest.raises(AmgError, match="frames: expected"):
+        moving_regions(np.zeros((1, 8, 8, 3), np.uint8), [[]])
+    with pytest.raises(AmgError, match="frames: expected"):
+        moving_regions(np.zeros((3, 8, 8), np.uint8), [[], [], []])
+    with pytest.raises(AmgError, match="people: expected one list"):
+        moving_regions(np.zeros((3, 8, 8, 3), np.uint8), [[]])
 
 
 def test_a_static_background_under_a_turning_camera_gives_no_proposals():
