@@ -25,7 +25,7 @@ import torch
 from render.camera import CameraPath
 from render.errors import AmgError
 
-__all__ = ["rotation_from_rays", "frame_rotations", "estimate_rotations", "rotating_path", "floor_plane",
+__all__ = ["track_background", "rotation_from_rays", "frame_rotations", "estimate_rotations", "rotating_path", "floor_plane",
            "floor_transform", "move_body", "move_path", "ground_motions", "rotation_angle_deg"]
 
 
@@ -79,6 +79,32 @@ def _rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
     return p / np.linalg.norm(p, axis=1, keepdims=True)
 
 
+def track_background(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None, max_corners: int = 400,
+                     min_distance: int = 4, window: int = 21) -> tuple[np.ndarray, np.ndarray]:
+    """Background corners of grey image ``a`` tracked into ``b`` (both ``(h,w)`` uint8).
+
+    Corners are taken where ``keep`` ``(h,w)`` (nonzero: background; None: everywhere) allows and tracked by
+    pyramidal optical flow, forward and back: a corner is kept when the backward track returns within 0.5
+    px and its forward position lies inside ``b``.
+    Returns:
+        ``(n,2)`` and ``(n,2)`` float64 pixels of the kept corners in ``a`` and in ``b``.
+    """
+    import cv2
+
+    mask = None if keep is None else (np.asarray(keep) > 0).astype(np.uint8)
+    pts = cv2.goodFeaturesToTrack(a, max_corners, 0.01, min_distance, mask=mask)
+    if pts is None:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    win = (window, window)
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=win, maxLevel=3)
+    back, status2, _ = cv2.calcOpticalFlowPyrLK(b, a, nxt, None, winSize=win, maxLevel=3)
+    ok = (status[:, 0] == 1) & (status2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=-1)[:, 0] < 0.5)
+    p0, p1 = pts[ok, 0].astype(np.float64), nxt[ok, 0].astype(np.float64)
+    h, w = b.shape[:2]
+    inside = (p1[:, 0] >= 0) & (p1[:, 0] < w) & (p1[:, 1] >= 0) & (p1[:, 1] < h)
+    return p0[inside], p1[inside]
+
+
 def frame_rotations(frames: np.ndarray, K, masks: np.ndarray | None = None, max_corners: int = 400,
                     threshold_deg: float = 0.3, min_inliers: int = 12,
                     max_side: int | None = 640) -> tuple[np.ndarray, np.ndarray]:
@@ -120,15 +146,7 @@ def frame_rotations(frames: np.ndarray, K, masks: np.ndarray | None = None, max_
     rel = np.tile(np.eye(3), (max(F - 1, 0), 1, 1))
     counts = np.zeros(max(F - 1, 0), dtype=np.int64)
     for f in range(F - 1):
-        pts = cv2.goodFeaturesToTrack(grey[f], max_corners, 0.01, max(4, min(H, W) // 60), mask=keep[f])
-        if pts is None or len(pts) < min_inliers:
-            continue
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(grey[f], grey[f + 1], pts, None, winSize=(21, 21), maxLevel=3)
-        back, status2, _ = cv2.calcOpticalFlowPyrLK(grey[f + 1], grey[f], nxt, None, winSize=(21, 21), maxLevel=3)
-        ok = (status[:, 0] == 1) & (status2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=-1)[:, 0] < 0.5)
-        p0, p1 = pts[ok, 0].astype(np.float64), nxt[ok, 0].astype(np.float64)
-        inside = (p1[:, 0] >= 0) & (p1[:, 0] < W) & (p1[:, 1] >= 0) & (p1[:, 1] < H)
-        p0, p1 = p0[inside], p1[inside]
+        p0, p1 = track_background(grey[f], grey[f + 1], keep[f], max_corners, max(4, min(H, W) // 60))
         if masks is not None and len(p1):
             xi, yi = np.clip(p1[:, 0].astype(int), 0, W - 1), np.clip(p1[:, 1].astype(int), 0, H - 1)
             on_bg = keep[f + 1][yi, xi] > 0  # a person walked onto the feature

@@ -19,6 +19,7 @@ import numpy as np
 
 from render.errors import AmgError
 
+from .camera_motion import track_background
 from .landmark_tracking import Roi
 
 __all__ = ["background_homography", "moving_regions", "proposal_rois"]
@@ -34,20 +35,15 @@ def _grey(frame: np.ndarray, scale: float) -> np.ndarray:
 
 
 def background_homography(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray | None:
-    """``(3,3)`` homography taking pixels of the grey image ``a (h,w)`` uint8 to ``b``'s, from corners of ``a``
-    inside ``keep (h,w)`` bool (the background; None: everywhere) tracked into ``b`` by pyramidal optical flow,
-    fitted with RANSAC; None when fewer than 12 corners survive."""
+    """``(3,3)`` homography taking pixels of the grey image ``a (h,w)`` uint8 to ``b``'s, from the background
+    corners :func:`reconstruction.camera_motion.track_background` tracks (inside ``keep (h,w)`` bool; None:
+    everywhere), fitted with RANSAC; None when fewer than 12 corners survive."""
     import cv2
 
-    mask = None if keep is None else keep.astype(np.uint8) * 255
-    pts = cv2.goodFeaturesToTrack(a, maxCorners=300, qualityLevel=0.01, minDistance=5, mask=mask)
-    if pts is None or len(pts) < 12:
+    p0, p1 = track_background(a, b, keep, max_corners=300, min_distance=5, window=15)
+    if len(p0) < 12:
         return None
-    nxt, status, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=(15, 15), maxLevel=3)
-    ok = status.ravel() == 1
-    if ok.sum() < 12:
-        return None
-    Hm, inl = cv2.findHomography(pts[ok], nxt[ok], cv2.RANSAC, 1.5)
+    Hm, inl = cv2.findHomography(p0, p1, cv2.RANSAC, 1.5)
     if Hm is None or inl is None or inl.sum() < 12:
         return None
     return Hm

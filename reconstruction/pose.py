@@ -423,18 +423,6 @@ class PoseEstimator:
                         follow_area=self.follow_area, follow_small=self.follow_small, split_area=self.split_area,
                         split_separation=self.split_separation, split_appearance=self.split_appearance)
 
-    def _split_pairs(self, frame: np.ndarray, found: list[Detection]) -> list[Detection]:
-        """:meth:`reconstruction.follow.Follower.split_pairs` on this estimator's settings."""
-        return self._follower().split_pairs(frame, found)
-
-    def _whole(self, r, W: int, H: int, height: float) -> bool:
-        """:meth:`reconstruction.follow.Follower.whole` on this estimator's settings."""
-        return self._follower().whole(r, W, H, height)
-
-    def _follow_limits(self, d: Detection, frame_height: int) -> tuple[float, float]:
-        """:meth:`reconstruction.follow.Follower.limits` on this estimator's settings."""
-        return self._follower().limits(d, frame_height)
-
     def _sweep(self, frames: np.ndarray, dets: list[list[Detection]], order: list[int], patience: int = 3) -> None:
         """Carry every person's last box along ``order`` and look for them in a crop where they were missed;
         a box is given up after ``patience`` frames without a find (the person left or is hidden). Every

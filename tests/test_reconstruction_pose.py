@@ -286,8 +286,8 @@ def test_small_people_are_followed_with_looser_limits_and_stay_one_person_each()
     with PoseEstimator() as est:
         tall = Detection(np.zeros((33, 3), np.float32), np.zeros((33, 3), np.float32), np.zeros(4, np.float32), 1.0)
         tall.keypoints[:, 1] = np.linspace(0, 120, 33)
-        assert est._follow_limits(tall, 180) == (est.follow_area, est.follow_deviation)
+        assert est._follower().limits(tall, 180) == (est.follow_area, est.follow_deviation)
         small = Detection(tall.keypoints * [1, 0.25, 1], tall.world, tall.box, 1.0)
-        assert np.allclose(est._follow_limits(small, 180), est.follow_small[2:])
+        assert np.allclose(est._follower().limits(small, 180), est.follow_small[2:])
     with pytest.raises(AmgError, match="follow_small"):
         PoseEstimator(follow_small=(0.25, 0.5, 0.3, 0.15))

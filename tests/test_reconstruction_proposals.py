@@ -66,7 +66,7 @@ def test_a_reading_over_the_hugging_pair_is_read_as_its_two_people(hug, estimato
     height = float(np.ptp(fused.keypoints[:, 1]))
     estimator.reads = {"split": 0, "follow": 0}
     split = split_reading(frame, fused.keypoints, fused.mask, estimator._landmark_model,
-                          lambda r, side: estimator._whole(r, W, H, height))
+                          lambda r, side: estimator._follower().whole(r, W, H, height))
     assert split is not None and split.reads >= 2
     owners = []
     for r in (split.first, split.second):
@@ -86,7 +86,7 @@ def test_one_person_is_not_split(estimator):
     import skimage.data
 
     image = skimage.data.astronaut()
-    people = estimator._split_pairs(image, estimator(image))
+    people = estimator._follower().split_pairs(image, estimator(image))
     assert len(people) == 1 and people[0].apart is None
 
 
