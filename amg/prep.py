@@ -231,7 +231,9 @@ def run(cfg: DictConfig, job: str) -> dict:
     for folder in ("manifests", "summaries"):  # this job's own leftovers only: other shards write here too
         for stale in (out / folder).glob(f".{job}.*.part*"):
             stale.unlink(missing_ok=True)
-    with PoseEstimator(num_poses=int(cfg.num_poses)) as estimator:
+    second = cfg.get("second_opinion")
+    with PoseEstimator(num_poses=int(cfg.num_poses), second_opinion=None if second in (None, "") else str(second)) \
+            as estimator:
         records, failures = _process_videos(cfg, out, videos, body, captioner, estimator)
     manifest = write_records(out / "manifests" / f"{job}.jsonl", records)
     reasons: dict[str, int] = {}

@@ -23,7 +23,8 @@ the three cameras, and the issue's motions under three other cameras (30 degrees
 and raised 15, from behind).
 
 Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/closed_loop.py [--gaussians 12000] [--held-out]
-[--motions wave,box]``
+[--motions wave,box]
+[--second-opinion heavy]``
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=12000, help="Gaussians per avatar")
     parser.add_argument("--held-out", action="store_true", help="motions and cameras the fit was not tuned on")
     parser.add_argument("--motions", default="", help="comma-separated subset of the set's motions (quick runs)")
+    parser.add_argument("--second-opinion", default=None,
+                        help="a second pose bundle to average the fitted people's landmarks with ('heavy': "
+                             "tools/build_pose_model.py --variant heavy)")
     args = parser.parse_args()
     if args.held_out:
         clips = [(m, list(CLOSED_LOOP_CAMERAS)) for m in HELD_OUT_MOTIONS]
@@ -107,7 +111,7 @@ def main() -> None:
     rows, fit_seconds = [], {True: [], False: []}
     print(f"{'clip':<18}{'camera':<7}{'track':>6}{'person':>7}{'PA-MPJPE':>10}{'limb12':>8}{'MP world':>10}"
           f"{'reproj':>8}{'joints2d':>9}{'switch':>7}{'sec':>6}  flags")
-    with PoseEstimator(num_poses=2) as est:
+    with PoseEstimator(num_poses=2, second_opinion=args.second_opinion) as est:
         for name, views in clips:
             motions = closed_loop_motions(name)
             for view in views:

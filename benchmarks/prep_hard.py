@@ -24,7 +24,8 @@ is the speed target (<= 10 s on 2 cores). The first case of a run also pays the 
 (about 1 s in the fit: ``torch.optim`` imports ``torch._dynamo`` on its first use), which a multirun's
 later clips do not.
 
-Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/prep_hard.py [--frames 16] [--cases pan_tilt,hug]``
+Run: ``PYOPENGL_PLATFORM=osmesa python benchmarks/prep_hard.py [--frames 16] [--cases pan_tilt,hug]
+[--second-opinion heavy]``
 """
 
 from __future__ import annotations
@@ -150,11 +151,13 @@ def main(argv=None) -> int:
     ap.add_argument("--gaussians", type=int, default=5000)
     ap.add_argument("--cases", default=",".join(HARD_CASES), help="comma-separated; 'street' is the 1280x720 clip")
     ap.add_argument("--photo", default=None, help="one skimage.data photograph behind every case")
+    ap.add_argument("--second-opinion", default=None,
+                    help="average the subjects' landmarks with a second bundle's and mirrored reads ('heavy')")
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     body = BodyModel.load("default")
     rows = []
-    with PoseEstimator() as est:
+    with PoseEstimator(second_opinion=args.second_opinion) as est:
         for name in args.cases.split(","):
             row = run_case(name, body, est, args.frames, args.gaussians, args.photo)
             rows.append(row)

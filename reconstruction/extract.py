@@ -293,9 +293,14 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
                             min_valid_fraction=min_valid_fraction, frame_height=H)
     seconds["track"] = time.perf_counter() - t0
 
+    fitted = [t for t in tracking.tracks if fit_bystanders or t.is_subject]
+    if est.second_opinion is not None and fitted:
+        t0 = time.perf_counter()
+        _second_opinion(est, frames, detections, fitted)
+        seconds["second_opinion"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     motions, fits, residuals = [], [], {}
-    fitted = [t for t in tracking.tracks if fit_bystanders or t.is_subject]
     if fitted:
         body = body if body is not None else default_body()
         bk = BodyKeypoints(body)
@@ -341,6 +346,31 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
         masks=_instance_masks(tracking, detections, F, H, W), fits=fits, seconds=seconds,
         valid=[t.valid.copy() for t in fitted], confidence=[t.confidence for t in fitted],
         frame_valid=tracking.valid, people=tracking.people(), floor=floor)
+
+
+def _second_opinion(est: PoseEstimator, frames: np.ndarray, detections, tracks) -> None:
+    """Replace each track's detected landmarks, in place, by the average of the detection's reading and the
+    estimator's second model's (:meth:`PoseEstimator.second_reading`), the other people found in the frame
+    hidden; mirrored as the track mirrored that frame (:func:`reconstruction.track.resolve_sides`)."""
+    from .follow import _people_cover
+    from .track import mirror_landmarks
+
+    H, W = frames.shape[1:3]
+    for tr in tracks:
+        for f in np.nonzero(tr.detected)[0]:
+            j = int(tr.detection_index[f])
+            d = detections[f][j]
+            if np.array_equal(tr.keypoints[f], d.keypoints):
+                mirrored = False
+            elif np.array_equal(tr.keypoints[f], mirror_landmarks(d.keypoints, d.world)[0]):
+                mirrored = True
+            else:
+                continue
+            others = [e for i, e in enumerate(detections[f]) if i != j]
+            got = est.second_reading(frames[f], d.keypoints, d.world,
+                                     hide=_people_cover(others, H, W) if others else None)
+            if got is not None:
+                tr.keypoints[f], tr.world[f] = mirror_landmarks(*got) if mirrored else got
 
 
 def hold_invalid(fit: TrackFit, valid: np.ndarray, body_keypoints: BodyKeypoints) -> TrackFit:

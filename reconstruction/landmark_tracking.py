@@ -30,12 +30,14 @@ import numpy as np
 
 from render.errors import AmgError
 
-__all__ = ["Roi", "RoiReading", "LandmarkModel", "roi_from_landmarks", "roi_from_alignment", "roi_matrix",
+__all__ = ["HEAVY_MODEL", "SIDE_PAIRS", "MIRROR_ORDER", "Roi", "RoiReading", "LandmarkModel", "roi_from_landmarks", "roi_from_alignment", "roi_matrix",
            "LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "landmark_box",
            "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body",
            "proportion_deviation", "BODY_PROPORTIONS"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "pose_landmarker.task"
+#: the optional bundle with BlazePose's heavy landmark model (``tools/build_pose_model.py --variant heavy``)
+HEAVY_MODEL = DEFAULT_MODEL.with_name("pose_landmarker_heavy.task")
 
 #: BlazePose's 33 landmarks, in model order ("left" is the person's left).
 LANDMARK_NAMES = (
@@ -49,6 +51,13 @@ NUM_LANDMARKS = len(LANDMARK_NAMES)
 #: landmark name -> index
 LANDMARK_INDEX = {name: i for i, name in enumerate(LANDMARK_NAMES)}
 _TORSO = [LANDMARK_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+#: BlazePose landmark pairs (left, right): eyes, ears, mouth, shoulders, arms, hands, hips, legs, feet.
+SIDE_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
+              (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
+#: landmark order with left and right exchanged
+MIRROR_ORDER = np.arange(NUM_LANDMARKS)
+for _l, _r in SIDE_PAIRS:
+    MIRROR_ORDER[_l], MIRROR_ORDER[_r] = _r, _l
 
 
 def torso_axes(world: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.1) -> np.ndarray:
@@ -444,7 +453,7 @@ class LandmarkModel:
         return list(self._net.forward(list(self._OUTPUTS)))
 
     def read(self, frame: np.ndarray, rois: list[Roi], masks: bool = True,
-             hide: np.ndarray | None = None) -> list[RoiReading]:
+             hide: np.ndarray | None = None, mirrored: bool = False) -> list[RoiReading]:
         """Run the model on each region of one ``(H,W,3)`` uint8 RGB frame.
 
         Args:
@@ -452,6 +461,9 @@ class LandmarkModel:
                 rest of the region, so the model cannot read them instead of the person sought (the model
                 reads the most salient person in its square); or a list with one such array (or None) per
                 region.
+            mirrored: show the model each region mirrored left to right and map its reading back (pixels,
+                world x, mask and the left/right labels): a second, partly independent reading of the same
+                person (test-time augmentation).
         Returns:
             one :class:`RoiReading` per region, in frame pixels.
         """
@@ -476,15 +488,22 @@ class LandmarkModel:
                                        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0) > 0
                 if cover.any() and not cover.all():
                     crop[cover] = np.median(crop[~cover], axis=0).astype(np.uint8)
-            crops.append(crop)
+            crops.append(np.ascontiguousarray(crop[:, ::-1]) if mirrored else crop)
         out = []
         for roi, M, crop in zip(rois, mats, crops):
             lms, presence, seg, world = self._forward(crop)
             lms = lms.reshape(39, 5).astype(np.float64)
+            world = world.reshape(39, 3).astype(np.float64)
+            if mirrored:  # back to the region's own orientation: x mirrored, left and right exchanged
+                lms[:, 0] = _INPUT - lms[:, 0]
+                lms[:33] = lms[MIRROR_ORDER]
+                world[:, 0] = -world[:, 0]
+                world[:33] = world[MIRROR_ORDER]
+                seg = seg.reshape(_INPUT, _INPUT)[:, ::-1]
             uv = lms[:, :2] @ M[:, :2].T + M[:, 2]
             vis = 1.0 / (1.0 + np.exp(-np.clip(lms[:33, 3], -30, 30)))
             kp = np.concatenate([uv[:33], vis[:, None]], axis=1).astype(np.float32)
-            w = world.reshape(39, 3)[:33].astype(np.float64)
+            w = world[:33].copy()
             c, s = np.cos(roi.rotation), np.sin(roi.rotation)
             w[:, :2] = w[:, :2] @ np.array([[c, -s], [s, c]]).T
             mask = None

@@ -26,11 +26,12 @@ from render.image import video_array
 from .follow import Follower, _people_cover, reading_detection
 from .motion_proposals import moving_regions, proposal_rois
 # the landmarks' vocabulary lives below both this module and following; re-exported here as before
-from .landmark_tracking import (BODY_PROPORTIONS, DEFAULT_MODEL, LANDMARK_INDEX, LANDMARK_NAMES, NUM_LANDMARKS,
-                                Detection, LandmarkModel, _overlaps, appearance_descriptor, appearance_distance,
-                                box_iou, landmark_box, plausible_body, proportion_deviation, torso_axes)
+from .landmark_tracking import (BODY_PROPORTIONS, DEFAULT_MODEL, HEAVY_MODEL, LANDMARK_INDEX, LANDMARK_NAMES,
+                                NUM_LANDMARKS, Detection, LandmarkModel, _overlaps, appearance_descriptor,
+                                appearance_distance, box_iou, landmark_box, plausible_body, proportion_deviation,
+                                roi_from_landmarks, torso_axes)
 
-__all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "PoseEstimator",
+__all__ = ["LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "HEAVY_MODEL", "Detection", "PoseEstimator",
            "landmark_box", "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body",
            "proportion_deviation", "BODY_PROPORTIONS"]
 
@@ -116,6 +117,16 @@ class PoseEstimator:
             against the camera-compensated background where nobody was found or followed
             (:func:`reconstruction.motion_proposals.moving_regions`): walkers too small for the face-based
             detector. Readings are kept with the checks of a followed one.
+        second_opinion: a second PoseLandmarker bundle (``"heavy"``: BlazePose's heavy landmark model,
+            ``reconstruction/data/pose_landmarker_heavy.task``, built by ``tools/build_pose_model.py --variant
+            heavy``), or None. :meth:`second_reading` reads a person again with its landmark model and
+            averages the two readings; :func:`reconstruction.extract_people` does so for the people it fits.
+            Off by default: it costs about 7x a followed reading per person and frame.
+        mirror_reads: :meth:`second_reading` also reads the mirrored region with both models (four readings
+            averaged instead of two).
+        second_agreement: most median distance, in torso lengths (pixels), of a further reading's landmarks
+            from the given ones for it to be averaged in (on the closed-loop renders at most 0.14; in a hug,
+            readings that drift onto the other person lie 0.2-0.35 away).
     """
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 6,
@@ -130,12 +141,20 @@ class PoseEstimator:
                  follow_small: tuple[float, float, float, float] | None = (0.5, 0.25, 0.32, 0.15),
                  sweep_patience: int | None = None, workers: int | None = None,
                  split_pairs: bool = True, split_area: float = 0.2, split_separation: float = 0.45,
-                 split_appearance: float = 0.6, motion_proposals: bool = True) -> None:
+                 split_appearance: float = 0.6, motion_proposals: bool = True,
+                 second_opinion: str | Path | None = None, mirror_reads: bool = True,
+                 second_agreement: float = 0.15) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise AmgError(f"{path}: pose model bundle not found; build it with tools/build_pose_model.py")
         if num_poses < 1:
             raise AmgError(f"num_poses: expected >= 1, got {num_poses}")
+        second = None  # checked before any model is loaded
+        if second_opinion is not None:
+            second = HEAVY_MODEL if str(second_opinion) == "heavy" else Path(second_opinion)
+            if not second.is_file():
+                raise AmgError(f"second_opinion: {second}: pose model bundle not found; build it with "
+                               f"tools/build_pose_model.py" + (" --variant heavy" if second == HEAVY_MODEL else ""))
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -192,6 +211,61 @@ class PoseEstimator:
         reads = self.follow or self.split_pairs or self.motion_proposals
         self._landmark_model = LandmarkModel(path) if reads else None
         self.reads = {"split": 0, "follow": 0, "motion": 0}  # landmark-model reads spent by the last video()
+        self.second_opinion = LandmarkModel(second) if second is not None else None
+        self.mirror_reads = bool(mirror_reads)
+        self.second_agreement = float(second_agreement)
+        self._model_path = path
+
+    def second_reading(self, frame: np.ndarray, keypoints: np.ndarray, world: np.ndarray,
+                       hide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """One person's landmarks averaged with further readings of them: the ``second_opinion`` model's,
+        and with ``mirror_reads`` both models' readings of the mirrored region.
+
+        The models read the region the landmarks give (:func:`roi_from_landmarks`, as MediaPipe places it for
+        the next frame) with ``hide`` covered; the readings' pixels, visibilities and world landmarks are
+        averaged with the given ones (the models' errors are partly independent: on the closed-loop
+        benchmark the average is nearer the truth than any one reading). A further reading that sees nobody
+        (presence below ``follow_presence``) or disagrees with the given one (the median distance of the
+        landmarks both see, visibility 0.5 or more, above ``second_agreement`` torso lengths: in a hug it
+        drifts onto the other person) is left out.
+
+        Args:
+            frame: ``(H,W,3)`` uint8 RGB; keypoints: ``(33,3)`` pixels and visibility; world: ``(33,3)``
+                metres; hide: ``(H,W)`` bool pixels of other people, or None.
+        Returns:
+            ``(keypoints (33,3) float32, world (33,3) float32)``, or None when the landmarks give no region
+            or no further reading was kept.
+        """
+        if self.second_opinion is None:
+            raise AmgError("second_reading: this estimator has no second_opinion model")
+        kp = np.asarray(keypoints, np.float32)
+        w = np.asarray(world, np.float32)
+        if kp.shape != (NUM_LANDMARKS, 3) or w.shape != (NUM_LANDMARKS, 3):
+            raise AmgError(f"keypoints, world: expected ({NUM_LANDMARKS},3) each, got {kp.shape} and {w.shape}")
+        roi = roi_from_landmarks(kp)
+        if roi is None:
+            return None
+        if self._landmark_model is None:
+            self._landmark_model = LandmarkModel(self._model_path)
+        reads = [(self.second_opinion, False)]
+        if self.mirror_reads:
+            reads += [(self._landmark_model, True), (self.second_opinion, True)]
+        I = LANDMARK_INDEX
+        hips, shoulders = [I["left_hip"], I["right_hip"]], [I["left_shoulder"], I["right_shoulder"]]
+        torso = max(float(np.linalg.norm(kp[shoulders, :2].mean(0) - kp[hips, :2].mean(0))), 1.0)
+        kps, ws = [kp], [w]
+        for model, mirrored in reads:
+            r = model.read(frame, [roi], masks=False, hide=hide, mirrored=mirrored)[0]
+            both = (kp[:, 2] >= 0.5) & (r.keypoints[:, 2] >= 0.5)
+            if r.presence < self.follow_presence or both.sum() < 4:
+                continue
+            apart = float(np.median(np.linalg.norm(r.keypoints[both, :2] - kp[both, :2], axis=1)))
+            if apart <= self.second_agreement * torso:
+                kps.append(r.keypoints)
+                ws.append(r.world)
+        if len(kps) == 1:
+            return None
+        return np.mean(kps, axis=0).astype(np.float32), np.mean(ws, axis=0).astype(np.float32)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         """Detect people in one ``(H,W,3)`` uint8 RGB frame; best first."""

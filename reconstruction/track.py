@@ -25,6 +25,7 @@ from scipy.optimize import linear_sum_assignment
 
 from render.errors import AmgError
 
+from .landmark_tracking import MIRROR_ORDER, SIDE_PAIRS
 from .pose import NUM_LANDMARKS, Detection, appearance_distance, box_iou, torso_axes
 
 __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_PAIRS", "mirror_landmarks",
@@ -32,12 +33,6 @@ __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_P
 
 _UNMATCHED = 1e6
 
-#: BlazePose landmark pairs (left, right): eyes, ears, mouth, shoulders, arms, hands, hips, legs, feet.
-SIDE_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
-              (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
-_MIRROR = np.arange(NUM_LANDMARKS)
-for _l, _r in SIDE_PAIRS:
-    _MIRROR[_l], _MIRROR[_r] = _r, _l
 
 
 def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +46,8 @@ def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarr
     Returns:
         the mirrored ``keypoints`` and ``world`` (new arrays).
     """
-    kp = np.asarray(keypoints)[..., _MIRROR, :].copy()
-    w = np.asarray(world)[..., _MIRROR, :].copy()
+    kp = np.asarray(keypoints)[..., MIRROR_ORDER, :].copy()
+    w = np.asarray(world)[..., MIRROR_ORDER, :].copy()
     w[..., 2] = -w[..., 2]
     return kp, w
 

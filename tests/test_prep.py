@@ -88,6 +88,18 @@ def test_prep_records_bad_video_and_goes_on(videos, tmp_path):
     assert "corrupt.mp4" in summary["failures"][0]["video"] and summary["failures"][0]["reason"]
 
 
+def test_prep_refuses_a_missing_second_opinion_bundle_before_any_work(videos, tmp_path):
+    from amg.prep import run
+    from render.errors import AmgError
+
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose(config_name="prep", overrides=[f"video=[{videos[0]}]", f"out_dir={tmp_path / 'o'}",
+                                                     f"second_opinion={tmp_path / 'heavy.task'}"] + SMALL)
+    with pytest.raises(AmgError, match="second_opinion: .*heavy.task: pose model bundle not found"):
+        run(cfg, "job-test")
+    assert not (tmp_path / "o").exists()
+
+
 def test_prep_multirun_joblib(videos, tmp_path):
     out = tmp_path / "multi"
     cmd = [sys.executable, "-m", "amg.prep", "--multirun", f"video={videos[0]},{videos[1]}", f"out_dir={out}",

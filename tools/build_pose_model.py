@@ -12,19 +12,29 @@ TFLite metadata that says how to normalise pixels, so this script:
 4. zips them under the names the Tasks graph looks up (``pose_detector.tflite``,
    ``pose_landmarks_detector.tflite``) into the ``.task`` bundle, written atomically.
 
-Needs only ``pip``, ``numpy`` and ``flatbuffers``. Usage::
+``--variant heavy`` builds ``reconstruction/data/pose_landmarker_heavy.task`` instead: the same detector
+with BlazePose's heavy landmark model (``pose_landmark_heavy.tflite``, 27.7 MB, about 3x the CPU of the full
+one per read), which the wheel does not ship; it comes from the Apache-2.0 npm package
+``@mediapipe/pose@0.5.1675469404`` (``npm pack``, its sha512 checked against the one pinned here). Its full
+model is byte-identical to the wheel's. The heavy bundle is optional: ``PoseEstimator(second_opinion=...)``
+re-reads the subjects with it.
 
-    python tools/build_pose_model.py [--out reconstruction/data/pose_landmarker.task] [--wheel PATH]
+Needs only ``pip``, ``numpy`` and ``flatbuffers`` (and ``npm`` for the heavy variant). Usage::
+
+    python tools/build_pose_model.py [--variant full|heavy] [--out PATH] [--wheel PATH] [--tarball PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import importlib.util
 import os
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,7 +51,13 @@ MEMBERS = {
     "pose_detector.tflite": (DETECTOR, 127.5, 127.5, "BlazePose person detector"),
     "pose_landmarks_detector.tflite": (LANDMARKER, 0.0, 255.0, "BlazePose GHUM 3D landmarks (full)"),
 }
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reconstruction" / "data" / "pose_landmarker.task"
+DATA = Path(__file__).resolve().parents[1] / "reconstruction" / "data"
+DEFAULT_OUT = DATA / "pose_landmarker.task"
+#: the heavy landmark model: npm package, version, its published sha512 integrity, the member
+NPM_PACKAGE, NPM_VERSION = "@mediapipe/pose", "0.5.1675469404"
+NPM_INTEGRITY = "sha512-DFZsNWTsSphRIZppnUCuunzBiHP2FdJXR9ehc7mMi4KG+oPaOH0Em3d6kr7Py+TSyTXC1doH88KcF28k2sBxsQ=="
+HEAVY_MEMBER = "package/pose_landmark_heavy.tflite"
+VARIANT_OUT = {"full": DEFAULT_OUT, "heavy": DATA / "pose_landmarker_heavy.task"}
 METADATA_NAME = "TFLITE_METADATA"  # the name TFLite metadata readers look for
 MIN_PARSER_VERSION = "1.0.0"  # image properties and normalisation are metadata 1.0 features
 
@@ -58,6 +74,34 @@ def download_wheel(dest: Path) -> Path:
             if wheels:
                 return wheels[0]
     raise SystemExit(f"build_pose_model: could not download mediapipe=={WHEEL_VERSION} from PyPI")
+
+
+def npm_integrity(path: Path) -> str:
+    """The npm ``integrity`` string (``sha512-`` and the base64 digest) of a tarball."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(Path(path).read_bytes()).digest()).decode()
+
+
+def download_npm(dest: Path) -> Path:
+    """``npm pack`` the pinned ``@mediapipe/pose`` tarball into ``dest``; its integrity is checked by :func:`build`."""
+    cmd = ["npm", "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", str(dest), "--silent"]
+    try:
+        ok = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode == 0
+    except FileNotFoundError:
+        raise SystemExit("build_pose_model: the heavy variant needs npm (Debian package npm)") from None
+    tarballs = sorted(dest.glob("mediapipe-pose-*.tgz"))
+    if not ok or not tarballs:
+        raise SystemExit(f"build_pose_model: could not download {NPM_PACKAGE}@{NPM_VERSION} with npm")
+    return tarballs[0]
+
+
+def heavy_landmarker(tarball: Path) -> bytes:
+    """The heavy landmark model from the pinned npm tarball, after checking the tarball's sha512."""
+    got = npm_integrity(tarball)
+    if got != NPM_INTEGRITY:
+        raise SystemExit(f"build_pose_model: {tarball}: expected {NPM_PACKAGE}@{NPM_VERSION} "
+                         f"({NPM_INTEGRITY[:24]}...), got integrity {got[:24]}...")
+    with tarfile.open(tarball, "r:gz") as tf:
+        return tf.extractfile(HEAVY_MEMBER).read()
 
 
 def _load_module(name: str, source: bytes, tmp: Path):
@@ -164,18 +208,25 @@ def _alignment_extra(header_offset: int, name: str, alignment: int = 64) -> byte
     return struct.pack("<HH", 0xD935, pad) + bytes(pad)
 
 
-def build(out: Path, wheel: Path | None = None) -> Path:
-    """Build the bundle at ``out`` (atomically) from ``wheel`` or a freshly downloaded one."""
+def build(out: Path, wheel: Path | None = None, variant: str = "full", tarball: Path | None = None) -> Path:
+    """Build the bundle at ``out`` (atomically) from ``wheel`` or a freshly downloaded one; for
+    ``variant="heavy"`` the landmark model comes from ``tarball`` (the npm package) or a fresh ``npm pack``."""
+    if variant not in VARIANT_OUT:
+        raise SystemExit(f"build_pose_model: variant: expected one of {sorted(VARIANT_OUT)}, got {variant!r}")
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
+        heavy = heavy_landmarker(tarball or download_npm(tmp)) if variant == "heavy" else None
         wheel = wheel or download_wheel(tmp)
         with zipfile.ZipFile(wheel) as zf:
             fb = _load_module("amg_tflite_schema", zf.read(SCHEMAS["tflite_schema"]), tmp)
             md = _load_module("amg_metadata_schema", zf.read(SCHEMAS["metadata_schema"]), tmp)
             members = {}
             for member, (src, mean, std, desc) in MEMBERS.items():
+                data = zf.read(src)
+                if heavy is not None and member == "pose_landmarks_detector.tflite":
+                    data, desc = heavy, desc.replace("(full)", "(heavy)")
                 meta = metadata_buffer(md, Path(member).stem, mean, std, desc)
-                members[member] = attach_metadata(fb, zf.read(src), meta)
+                members[member] = attach_metadata(fb, data, meta)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.name}.part")
         try:
@@ -194,10 +245,14 @@ def build(out: Path, wheel: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle to write")
+    p.add_argument("--variant", choices=sorted(VARIANT_OUT), default="full", help="landmark model")
+    p.add_argument("--out", type=Path, default=None, help="bundle to write (default: reconstruction/data/"
+                   "pose_landmarker.task, or pose_landmarker_heavy.task for the heavy variant)")
     p.add_argument("--wheel", type=Path, default=None, help="an already downloaded mediapipe 0.10.21 wheel")
+    p.add_argument("--tarball", type=Path, default=None,
+                   help=f"an already downloaded {NPM_PACKAGE}@{NPM_VERSION} npm tarball (heavy variant)")
     args = p.parse_args(argv)
-    path = build(args.out, args.wheel)
+    path = build(args.out or VARIANT_OUT[args.variant], args.wheel, args.variant, args.tarball)
     print(f"build_pose_model: wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
