@@ -579,7 +579,12 @@ def _rescaled(d: Detection, w: int, h: int, W: int, H: int) -> Detection:
     kp[:, 1] *= sy
     box = np.clip(d.box * np.array([sx, sy, sx, sy], np.float32), 0, [W, H, W, H]).astype(np.float32)
     mask = None if d.mask is None else cv2.resize(d.mask, (W, H), interpolation=cv2.INTER_LINEAR)
-    return Detection(kp, d.world, box, d.score, mask, d.appearance, d.followed)
+    apart = None
+    if d.apart is not None:  # the line's point scales; its unit normal takes the inverse scale, renormalised
+        point = np.asarray(d.apart[0], np.float64) * [sx, sy]
+        normal = np.asarray(d.apart[1], np.float64) / [sx, sy]
+        apart = np.stack([point, normal / max(float(np.linalg.norm(normal)), 1e-12)]).astype(np.float32)
+    return Detection(kp, d.world, box, d.score, mask, d.appearance, d.followed, apart)
 
 
 def _paint_out(frame: np.ndarray, people: list[Detection]) -> np.ndarray:

@@ -291,3 +291,21 @@ def test_small_people_are_followed_with_looser_limits_and_stay_one_person_each()
         assert np.allclose(est._follower().limits(small, 180), est.follow_small[2:])
     with pytest.raises(AmgError, match="follow_small"):
         PoseEstimator(follow_small=(0.25, 0.5, 0.3, 0.15))
+
+
+def test_a_detection_mapped_to_another_resolution_keeps_its_parting_line():
+    """A detection found on the image as shown (``max_side``) and mapped to the frame's pixels keeps the line
+    it was read apart along: its point scaled, its direction the unit normal of the scaled line (points on
+    the line stay on it)."""
+    from reconstruction.pose import _rescaled
+
+    kp = np.zeros((33, 3), np.float32)
+    apart = np.array([[10.0, 20.0], [0.6, 0.8]], np.float32)
+    d = Detection(kp, kp.copy(), np.array([0, 0, 40, 40], np.float32), 1.0, apart=apart)
+    big = _rescaled(d, 100, 50, 200, 150)  # x 2, y 3
+    assert np.allclose(big.apart[0], [20.0, 60.0])
+    along = np.array([0.8, -0.6])  # a second point of the line, scaled like every pixel
+    on_line = (np.array([10.0, 20.0]) + 7.0 * along) * [2, 3]
+    assert abs(float((on_line - big.apart[0]) @ big.apart[1])) < 1e-4
+    assert abs(float(np.linalg.norm(big.apart[1])) - 1.0) < 1e-6 and float(big.apart[1] @ [0.6, 0.8]) > 0
+    assert _rescaled(Detection(kp, kp, d.box, 1.0), 100, 50, 200, 150).apart is None
