@@ -108,7 +108,8 @@ def process_clip(clip, clip_dir: Path, cfg: DictConfig, body, captioner, base_ke
     remove_stale_temps(clip_dir)
     ran = []
     # people are found first (at the source resolution when the clip keeps it), so the crop can follow them
-    k_tracks = _key(base_key, "tracks", clip.source_frames.tolist(), config_dict(cfg.reconstruction))
+    pose = {"num_poses": int(cfg.num_poses), "second_opinion": cfg.get("second_opinion")}  # who is found, and how
+    k_tracks = _key(base_key, "tracks", clip.source_frames.tolist(), config_dict(cfg.reconstruction), pose)
     if not stages.done("tracks", k_tracks):
         res = extract_clip(clip, body, estimator, **_reconstruction_kwargs(cfg))
         if not res.usable:  # AMG drops clips where a subject is lost or nobody is tracked

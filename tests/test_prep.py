@@ -100,6 +100,26 @@ def test_prep_refuses_a_missing_second_opinion_bundle_before_any_work(videos, tm
     assert not (tmp_path / "o").exists()
 
 
+def test_prep_redoes_the_tracks_when_the_pose_settings_change(videos, tmp_path):
+    """A rerun with a second opinion (here the embedded bundle itself) or another num_poses finds the people
+    again; a rerun with the same settings does not."""
+    from amg.prep import run
+    from reconstruction.pose import DEFAULT_MODEL
+
+    def tracks_mtime(extra):
+        with initialize_config_dir(config_dir=CONF, version_base=None):
+            cfg = compose(config_name="prep", overrides=[f"video=[{videos[0]}]", f"out_dir={tmp_path / 'o'}"]
+                          + SMALL + extra)
+        assert run(cfg, "job-test")["clips_kept"] == 1
+        return [f.stat().st_mtime_ns for f in sorted((tmp_path / "o").glob("clips/*/*/tracks/meta.json"))]
+
+    first = tracks_mtime([])
+    assert tracks_mtime([]) == first
+    second = tracks_mtime([f"second_opinion={DEFAULT_MODEL}"])
+    assert second != first
+    assert tracks_mtime(["num_poses=2", f"second_opinion={DEFAULT_MODEL}"]) != second
+
+
 def test_prep_multirun_joblib(videos, tmp_path):
     out = tmp_path / "multi"
     cmd = [sys.executable, "-m", "amg.prep", "--multirun", f"video={videos[0]},{videos[1]}", f"out_dir={out}",
