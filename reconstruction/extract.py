@@ -242,7 +242,9 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
         camera: the camera of the frames (a static ``Camera`` or a ``CameraPath``); default: an
             uncalibrated camera with ``fov_deg`` across the long side (see ``video.default_camera``).
         body: the ``BodyModel`` to fit; default the embedded default body.
-        estimator: a :class:`PoseEstimator` to reuse; default one with ``num_poses``.
+        estimator: a :class:`PoseEstimator` to reuse; default one with ``num_poses``. When it has a
+            ``second_opinion`` model, the fitted people's detected landmarks are first averaged with its
+            further readings (:meth:`PoseEstimator.second_reading`; ``seconds["second_opinion"]``).
         max_gap, max_lost, min_fraction, max_subjects, min_valid_fraction: tracking and the choice of
             subjects (see :func:`reconstruction.track.track_people`).
         fit_bystanders: also fit bodies to the bystanders (by default only subjects are fitted; bystanders
@@ -294,7 +296,7 @@ def extract_people(frames, fps: float, camera: Camera | CameraPath | None = None
     seconds["track"] = time.perf_counter() - t0
 
     fitted = [t for t in tracking.tracks if fit_bystanders or t.is_subject]
-    if est.second_opinion is not None and fitted:
+    if getattr(est, "second_opinion", None) is not None and fitted:
         t0 = time.perf_counter()
         _second_opinion(est, frames, detections, fitted)
         seconds["second_opinion"] = time.perf_counter() - t0
