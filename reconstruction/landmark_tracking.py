@@ -30,8 +30,8 @@ import numpy as np
 
 from render.errors import AmgError
 
-__all__ = ["HEAVY_MODEL", "SIDE_PAIRS", "MIRROR_ORDER", "Roi", "RoiReading", "LandmarkModel", "roi_from_landmarks", "roi_from_alignment", "roi_matrix",
-           "LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "landmark_box",
+__all__ = ["Roi", "RoiReading", "LandmarkModel", "roi_from_landmarks", "roi_from_alignment", "roi_matrix",
+           "HEAVY_MODEL", "SIDE_PAIRS", "MIRROR_ORDER", "LANDMARK_NAMES", "LANDMARK_INDEX", "NUM_LANDMARKS", "DEFAULT_MODEL", "Detection", "landmark_box",
            "box_iou", "torso_axes", "appearance_descriptor", "appearance_distance", "plausible_body",
            "proportion_deviation", "BODY_PROPORTIONS"]
 

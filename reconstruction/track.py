@@ -34,7 +34,6 @@ __all__ = ["Track", "TrackingResult", "track_people", "assignment_cost", "SIDE_P
 _UNMATCHED = 1e6
 
 
-
 def mirror_landmarks(keypoints: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The other reading of a person: left and right labels swapped and world depth negated.
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from reconstruction.landmark_tracking import DEFAULT_MODEL, LANDMARK_NAMES, LandmarkModel, Roi, roi_from_landmarks
+from reconstruction.landmark_tracking import DEFAULT_MODEL, HEAVY_MODEL, LANDMARK_NAMES, LandmarkModel, Roi, roi_from_landmarks
 from reconstruction.pose import PoseEstimator
 from render.errors import AmgError
 
@@ -198,3 +198,18 @@ def test_the_heavy_bundle_is_built_only_from_the_pinned_tarball(tmp_path, monkey
     assert tool.heavy_landmarker(tarball) == payload
     with pytest.raises(SystemExit, match="variant"):
         tool.build(tmp_path / "x.task", variant="huge")
+
+
+@pytest.mark.skipif(not HEAVY_MODEL.is_file(), reason="the heavy bundle is built on request "
+                    "(tools/build_pose_model.py --variant heavy)")
+def test_the_built_heavy_bundle_is_read_by_mediapipe_and_finds_the_walker(walker):
+    """Where the heavy bundle was built, MediaPipe's own Tasks API (its real consumer) loads it and finds the
+    walker where the full bundle does: the confident landmarks within a twentieth of the frame."""
+    with PoseEstimator(num_poses=1, follow=False, split_pairs=False, motion_proposals=False) as full, \
+            PoseEstimator(model_path=HEAVY_MODEL, num_poses=1, follow=False, split_pairs=False,
+                          motion_proposals=False) as heavy:
+        a, b = full(walker[1]), heavy(walker[1])
+    assert len(a) == len(b) == 1
+    seen = (a[0].keypoints[:, 2] > 0.8) & (b[0].keypoints[:, 2] > 0.8)
+    assert seen.sum() >= 12
+    assert np.abs(a[0].keypoints[seen, :2] - b[0].keypoints[seen, :2]).max() < 256 / 20
